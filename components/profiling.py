@@ -1,0 +1,68 @@
+"""Data profiles with whylogs. The only module that imports whylogs.
+
+whylogs 1.6.4 is its last release and its upstream is no longer maintained, so it stays
+behind this small interface (profile, serialise, merge, summarise) and can be replaced
+without touching callers. Profiles cross the interface as bytes (whylogs' own protobuf
+serialisation), never as whylogs objects.
+
+NumPy 2 shim: NumPy 2.0 removed the alias `np.unicode_`; whylogs 1.6.4 still uses it when it
+logs string columns, and `why.log` fails with AttributeError without it. `_whylogs()` sets
+`np.unicode_ = np.str_` (the same type the alias pointed to in NumPy 1) just before the first
+import of whylogs, never at import time of this module.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+
+@cache
+def _whylogs():
+    """Import whylogs once, after installing the NumPy 2 compatibility shim."""
+    if not hasattr(np, "unicode_"):
+        np.unicode_ = np.str_
+    import whylogs
+    from whylogs.core import DatasetProfileView
+
+    return whylogs, DatasetProfileView
+
+
+def profile_frame(frame: pd.DataFrame) -> bytes:
+    """Profile every column of `frame` and return the serialised profile."""
+    why, _ = _whylogs()
+    return why.log(pandas=frame).view().serialize()
+
+
+def merge_profiles(profiles: list[bytes]) -> bytes:
+    """Merge serialised profiles (e.g. per-window profiles into one) into one."""
+    if not profiles:
+        raise ValueError("merge_profiles needs at least one profile")
+    _, view_type = _whylogs()
+    views = [view_type.deserialize(p) for p in profiles]
+    merged = views[0]
+    for view in views[1:]:
+        merged = merged.merge(view)
+    return merged.serialize()
+
+
+def profile_summary(profile: bytes) -> pd.DataFrame:
+    """One row per column: counts, nulls, mean, standard deviation, min, quantiles, max."""
+    _, view_type = _whylogs()
+    table = view_type.deserialize(profile).to_pandas()
+    wanted = {
+        "counts/n": "count",
+        "counts/null": "nulls",
+        "distribution/mean": "mean",
+        "distribution/stddev": "std",
+        "distribution/min": "min",
+        "distribution/q_25": "p25",
+        "distribution/median": "median",
+        "distribution/q_75": "p75",
+        "distribution/max": "max",
+        "cardinality/est": "distinct",
+    }
+    present = [c for c in wanted if c in table.columns]
+    return table[present].rename(columns=wanted).sort_index()
