@@ -65,8 +65,9 @@ def _parse(handle, kind: str, source: str) -> pd.DataFrame:
         if kind == "csv":
             # Every cell as text; an empty field is null. Typing happens in validation.
             compression = "infer" if isinstance(handle, Path) else _compression(source)
-            return pd.read_csv(handle, dtype=str, keep_default_na=False, na_values=[""],
-                               compression=compression)
+            return pd.read_csv(
+                handle, dtype=str, keep_default_na=False, na_values=[""], compression=compression
+            )
         return pd.read_parquet(handle)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataSourceError(f"{source}: cannot be read as CSV ({exc})") from None

@@ -8,6 +8,7 @@ model, the drift checks, the gate. `load_problem` turns every mistake in the fil
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -100,7 +101,7 @@ class SliceSpec(_Strict):
     @field_validator("bins")
     @classmethod
     def _bins_increase(cls, bins: list[float] | None) -> list[float] | None:
-        if bins is not None and (len(bins) < 2 or any(a >= b for a, b in zip(bins, bins[1:]))):
+        if bins is not None and (len(bins) < 2 or any(a >= b for a, b in pairwise(bins))):
             raise ValueError("bins must be at least two strictly increasing edges")
         return bins
 
@@ -245,8 +246,9 @@ class ProblemSpec(_Strict):
                 "bool or declare categories [0, 1]"
             ]
         if self.task == "regression" and target.type not in ("int", "float"):
-            return [f"features.{self.target}.type: the target of a regression task must be "
-                    "int or float"]
+            return [
+                f"features.{self.target}.type: the target of a regression task must be int or float"
+            ]
         if not self.input_features:
             return ["features: no input features are declared besides the target"]
         return []
@@ -308,7 +310,8 @@ def load_problem(path: str | Path) -> ProblemSpec:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
-        raise ProblemSpecError(path, [f"{at}not valid YAML ({getattr(exc, 'problem', exc)})"])
+        problem = f"{at}not valid YAML ({getattr(exc, 'problem', exc)})"
+        raise ProblemSpecError(path, [problem]) from None
     if not isinstance(raw, dict):
         raise ProblemSpecError(path, ["the top level must be a mapping of keys to values"])
     return parse_problem(raw, source=path)

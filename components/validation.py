@@ -38,6 +38,10 @@ class SchemaMismatchError(ValueError):
         super().__init__(f"{source}: {'; '.join(parts)}")
 
 
+class EmptyDataError(ValueError):
+    """The dataset has no rows: nothing to validate or snapshot."""
+
+
 class QuarantineThresholdError(ValueError):
     """Too many rows failed validation for the data to be used."""
 
@@ -105,6 +109,8 @@ def validate_frame(
 ) -> ValidationResult:
     """Check every row against the spec; split valid rows from quarantined ones."""
     frame, ignored = _conform_columns(frame, spec, source, include_target)
+    if frame.empty:
+        raise EmptyDataError(f"{source}: has the right columns but no rows")
     frame = frame.reset_index(drop=True)
     coerced, type_failures = coerce_to_spec(frame, spec)
     check_failures = _run_checks(coerced, spec, include_target)
@@ -189,8 +195,10 @@ def _readable_check(check: str) -> str:
 def _merge_failures(type_failures: pd.DataFrame, check_failures: pd.DataFrame) -> pd.DataFrame:
     """Combine both kinds; a cell that failed coercion is not reported again as null."""
     if len(type_failures) and len(check_failures):
-        typed = set(zip(type_failures["row"].astype(np.int64), type_failures["column"]))
-        keys = zip(check_failures["row"], check_failures["column"])
+        typed = set(
+            zip(type_failures["row"].astype(np.int64), type_failures["column"], strict=True)
+        )
+        keys = zip(check_failures["row"], check_failures["column"], strict=True)
         repeat = np.fromiter((k in typed for k in keys), dtype=bool, count=len(check_failures))
         check_failures = check_failures.loc[~repeat]
     parts = [f for f in (type_failures, check_failures) if len(f)]
@@ -203,8 +211,10 @@ def _merge_failures(type_failures: pd.DataFrame, check_failures: pd.DataFrame) -
 
 
 def _show(value: object) -> str:
-    return "null" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(
-        value.item() if isinstance(value, np.generic) else value
+    return (
+        "null"
+        if value is None or (isinstance(value, float) and np.isnan(value))
+        else repr(value.item() if isinstance(value, np.generic) else value)
     )
 
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from components.profiling import merge_profiles, profile_frame, profile_summary
 

@@ -10,6 +10,7 @@ import pytest
 from components.problem import load_problem
 from components.schema import EVENT_TIME_DTYPE
 from components.validation import (
+    EmptyDataError,
     QuarantineThresholdError,
     SchemaMismatchError,
     check_quarantine_threshold,
@@ -174,6 +175,11 @@ def test_threshold_passes_at_the_limit(spec):
     rows[0]["region"] = "mars"
     result = validate_frame(_frame(*rows), spec)
     check_quarantine_threshold(result.report, spec)  # exactly 5%: allowed
+
+
+def test_no_rows_is_an_error(spec):
+    with pytest.raises(EmptyDataError, match=r"e\.csv: has the right columns but no rows"):
+        validate_frame(_frame(_row(1)).iloc[:0], spec, source="e.csv")
 
 
 def test_traffic_without_target_validates(spec):
