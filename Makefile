@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
 demo: $(STAMP) ## Run the loop on generated data with embedded defaults
 	$(BIN)/mlops demo
 

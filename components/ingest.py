@@ -23,18 +23,27 @@ class DataSourceError(ValueError):
 
 def read_table(source: str, *, s3_client=None) -> pd.DataFrame:
     """Read a CSV or Parquet table from a local path or an s3:// URI (needs `s3_client`)."""
-    kind = _format_of(source)
+    kind = check_source(source)
     if source.startswith("s3://"):
         if s3_client is None:
             raise DataSourceError(f"{source}: reading from S3 needs an S3 client")
         body = io.BytesIO(_fetch_s3(source, s3_client))
         return _parse(body, kind, source)
+    return _parse(Path(source).expanduser(), kind, source)
+
+
+def check_source(source: str) -> str:
+    """Fail early on what can be known without reading: the format, and for a local path
+    that the file exists. Returns the format ("csv" or "parquet")."""
+    kind = _format_of(source)
+    if source.startswith("s3://"):
+        return kind
     path = Path(source).expanduser()
     if not path.exists():
         raise DataSourceError(f"{source}: input file not found (looked in {path.resolve()})")
     if not path.is_file():
         raise DataSourceError(f"{source}: is not a file")
-    return _parse(path, kind, source)
+    return kind
 
 
 def _format_of(source: str) -> str:

@@ -1,0 +1,225 @@
+"""The `mlops` command line. Each command parses options, calls one flow or component, and
+turns a user's mistake into a one-paragraph message and exit code 2 (never a traceback).
+
+Heavy imports (Prefect, pandas) happen inside the commands so `mlops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="An MLOps loop on a laptop: data, training, gate, serving, monitoring, retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Generate and prepare data (lifecycle stage 2).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class Scenario(StrEnum):
+    none = "none"
+    covariate = "covariate"
+    concept = "concept"
+    quality = "quality"
+
+
+class Kind(StrEnum):
+    training = "training"
+    traffic = "traffic"
+    labels = "labels"
+    full = "full"
+
+
+SCENARIO_HELP = (
+    "none: no drift. covariate: a price rise shifts charges and the plan mix, P(churn|x) "
+    "unchanged. concept: same features, long-tenure two-year customers now churn. quality: "
+    "nulls, out-of-range values, a unit change and unseen categories in a share of rows."
+)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from components.ingest import DataSourceError
+    from components.problem import ProblemSpecError
+    from components.store import StoreError
+    from components.validation import (
+        EmptyDataError,
+        QuarantineThresholdError,
+        SchemaMismatchError,
+    )
+
+    return (
+        ProblemSpecError,
+        DataSourceError,
+        SchemaMismatchError,
+        EmptyDataError,
+        QuarantineThresholdError,
+        StoreError,
+    )
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output .csv or .parquet file, or a folder with --by-day."
+    ),
+    rows: int = typer.Option(100_000, min=1, max=5_000_000, help="Rows to generate."),
+    days: int = typer.Option(90, min=1, help="Daily batches the rows are spread over."),
+    start: datetime = typer.Option("2026-01-01", formats=["%Y-%m-%d"], help="First day."),
+    seed: int = typer.Option(42, help="Random seed; the same seed gives the same data."),
+    scenario: Scenario = typer.Option(Scenario.none, help=SCENARIO_HELP),
+    drift_day: int = typer.Option(60, min=0, help="Day index from which the scenario applies."),
+    label_delay: int = typer.Option(30, min=0, help="Days until a label arrives."),
+    quality_fraction: float = typer.Option(
+        0.02, min=0, max=1, help="Share of post-drift rows corrupted (quality)."
+    ),
+    kind: Kind = typer.Option(
+        Kind.training,
+        help="training: rows whose label has arrived by --as-of. traffic: features only "
+        "(what the service sees). labels: id, label, label time. full: everything.",
+    ),
+    as_of: datetime | None = typer.Option(
+        None,
+        formats=["%Y-%m-%d"],
+        help="Export date for training/labels (default: the end of the generated period).",
+    ),
+    by_day: bool = typer.Option(False, help="Write one file per day into the --out folder."),
+) -> None:
+    """Write generated churn data (daily batches, delayed labels, drift scenarios)."""
+    from components import datagen
+
+    suffix = ".parquet" if by_day else out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise _fail(ValueError(f"--out {out}: use a .csv or .parquet file name"))
+    config = datagen.GeneratorConfig(
+        rows=rows,
+        days=days,
+        start=start.date(),
+        seed=seed,
+        scenario=scenario.value,
+        drift_day=drift_day,
+        label_delay_days=label_delay,
+        quality_fraction=quality_fraction,
+    )
+    frame = datagen.generate(config).frame
+    cutoff = (
+        _as_utc(as_of)
+        if as_of
+        else datetime.combine(config.start + timedelta(days=days), time(), tzinfo=UTC)
+    )
+    table = _select(frame, kind, cutoff)
+    if by_day:
+        out.mkdir(parents=True, exist_ok=True)
+        for day, batch in datagen.daily_batches(table):
+            _write(batch, out / f"{day.isoformat()}.parquet")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(table, out)
+    console.print(f"wrote {len(table):,} {kind.value} rows ({scenario.value} scenario) to {out}")
+    if kind in (Kind.training, Kind.labels) and len(table) < len(frame):
+        console.print(f"{len(frame) - len(table):,} rows have no label yet at {cutoff:%Y-%m-%d}")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _select(frame, kind: Kind, cutoff: datetime):
+    from components import datagen
+
+    if kind is Kind.training:
+        return datagen.training_rows(frame, cutoff)
+    if kind is Kind.traffic:
+        return datagen.traffic_rows(frame)
+    if kind is Kind.labels:
+        return datagen.label_rows(frame, cutoff)
+    return frame
+
+
+def _write(frame, path: Path) -> None:
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+@data_app.command("prep")
+def data_prep(
+    problem: Path = typer.Option(Path("problems/churn.yaml"), help="Problem definition file."),
+    input: str | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="CSV or Parquet: local path or s3://bucket/key. Default: generated churn data.",
+    ),
+    store: str | None = typer.Option(
+        None, help="Store URL (default: MLOPS_STORE or ./.mlops/store)."
+    ),
+    rows: int = typer.Option(100_000, min=1, max=5_000_000, help="Generated rows (no --input)."),
+    days: int = typer.Option(90, min=1, help="Generated days (no --input)."),
+    seed: int = typer.Option(42, help="Generator seed (no --input)."),
+    scenario: Scenario = typer.Option(Scenario.none, help=SCENARIO_HELP),
+    drift_day: int = typer.Option(60, min=0, help="Day the scenario starts (no --input)."),
+) -> None:
+    """Validate data against the problem, quarantine bad rows, and write a snapshot."""
+    from components.ingest import check_source
+    from components.problem import load_problem
+    from flows.data_prep import DataPrepParams, GeneratedInput
+    from flows.data_prep import data_prep as data_prep_flow
+
+    try:
+        # Fail before starting Prefect on what can be checked without it.
+        load_problem(problem)
+        if input is not None:
+            check_source(input)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    params = DataPrepParams(
+        problem=problem,
+        input=input,
+        store=store,
+        generated=GeneratedInput(
+            rows=rows, days=days, seed=seed, scenario=scenario.value, drift_day=drift_day
+        ),
+    )
+    try:
+        manifest = data_prep_flow(params)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]snapshot {manifest.snapshot_id}[/]: {manifest.rows:,} rows "
+        f"({manifest.quarantined_rows:,} quarantined) from {manifest.source}"
+    )
+
+
+@app.command()
+def demo(
+    rows: int = typer.Option(100_000, min=1_000, help="Generated rows."),
+    store: str | None = typer.Option(None, help="Store URL (default ./.mlops/store)."),
+) -> None:
+    """Run the loop on generated data with embedded defaults (for now: the data stage)."""
+    console.rule("stage 2: data preparation on generated churn data")
+    data_prep(
+        problem=Path("problems/churn.yaml"),
+        input=None,
+        store=store,
+        rows=rows,
+        days=90,
+        seed=42,
+        scenario=Scenario.none,
+        drift_day=60,
+    )

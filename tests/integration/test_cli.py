@@ -1,0 +1,157 @@
+"""The `mlops` command line: help everywhere, data generation, and data prep's exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+CHURN = Path(__file__).parents[2] / "problems" / "churn.yaml"
+runner = CliRunner()
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+    yield prefix
+    for name, command in getattr(click_group, "commands", {}).items():
+        if hasattr(command, "commands"):
+            for sub in command.commands:
+                yield (*prefix, name, sub)
+        yield (*prefix, name)
+
+
+@pytest.mark.parametrize("command", sorted(set(_commands(app))), ids=" ".join)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_console_script_is_installed():
+    mlops = Path(sys.executable).with_name("mlops")
+    run = subprocess.run([str(mlops), "data", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "generate" in run.stdout
+    assert "prep" in run.stdout
+
+
+def test_generate_training_csv(tmp_path):
+    out = tmp_path / "train.csv"
+    result = runner.invoke(app, ["data", "generate", "--rows", "2000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert len(frame) < 2000  # the last 30 days have no label yet
+    assert "have no label yet" in result.output
+    assert "churned" in frame.columns
+    assert "label_time" not in frame.columns
+
+
+def test_generate_traffic_by_day(tmp_path):
+    out = tmp_path / "days"
+    args = [
+        "data",
+        "generate",
+        "--rows",
+        "1000",
+        "--days",
+        "5",
+        "--kind",
+        "traffic",
+        "--by-day",
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"2026-01-0{d}.parquet" for d in range(1, 6)]
+    day = pd.read_parquet(out / files[0])
+    assert "churned" not in day.columns
+    assert sum(len(pd.read_parquet(out / f)) for f in files) == 1000
+
+
+def test_generate_labels_as_of(tmp_path):
+    out = tmp_path / "labels.parquet"
+    args = [
+        "data",
+        "generate",
+        "--rows",
+        "1000",
+        "--days",
+        "10",
+        "--kind",
+        "labels",
+        "--as-of",
+        "2026-02-05",
+        "--out",
+        str(out),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    labels = pd.read_parquet(out)
+    assert list(labels.columns) == ["customer_id", "churned", "label_time"]
+    assert labels["label_time"].max() <= pd.Timestamp("2026-02-05", tz="UTC")
+
+
+def test_generate_rejects_unknown_suffix(tmp_path):
+    result = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "x.json")])
+    assert result.exit_code == 2
+    assert "use a .csv or .parquet file name" in result.output
+
+
+def test_generate_rejects_unknown_scenario(tmp_path):
+    args = ["data", "generate", "--scenario", "meteor", "--out", str(tmp_path / "x.csv")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "meteor" in result.output
+
+
+def test_prep_with_a_bad_problem_file_fails_before_prefect(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: churn\n")
+    result = runner.invoke(app, ["data", "prep", "--problem", str(bad)])
+    assert result.exit_code == 2
+    assert "invalid problem file" in result.output
+    assert "task: required key is missing" in result.output
+
+
+def test_prep_missing_input_is_a_clear_error(tmp_path):
+    args = [
+        "data",
+        "prep",
+        "--problem",
+        str(CHURN),
+        "--input",
+        str(tmp_path / "none.csv"),
+        "--store",
+        str(tmp_path / "store"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "none.csv: input file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_prep_generated_data(tmp_path):
+    args = [
+        "data",
+        "prep",
+        "--problem",
+        str(CHURN),
+        "--rows",
+        "2000",
+        "--store",
+        str(tmp_path / "store"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "snapshot " in result.output
+    assert list((tmp_path / "store" / "snapshots" / "churn").glob("*/manifest.json"))
