@@ -137,7 +137,8 @@ def enforce_quarantine_limit(report: validation.ValidationReport, spec: ProblemS
 
 @task(cache_policy=NONE)
 def profile(valid: pd.DataFrame, spec: ProblemSpec) -> bytes:
-    return profiling.profile_frame(valid.drop(columns=[spec.id_column]))
+    # Features and target only: ids are unique by design and event time always moves on.
+    return profiling.profile_frame(valid[list(spec.features)])
 
 
 @task(cache_policy=NONE)

@@ -63,3 +63,39 @@ def test_merged_profile_counts_both_halves():
     assert summary.loc["x", "count"] == 5
     assert summary.loc["x", "min"] == 1.0
     assert summary.loc["x", "max"] == 5.0
+
+
+def test_fast_float_path_gives_the_same_profile_as_whylogs_own():
+    from components import profiling
+
+    why, _ = profiling._whylogs()
+    from whylogs.core.preprocessing import PreprocessedColumn
+
+    fast = PreprocessedColumn._pandas_split
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=5000)
+    values[::7] = np.nan
+    values[3] = np.inf
+    values[11] = -np.inf
+    frame = pd.DataFrame({"x": values, "y": values.astype("float32")})
+    with_fast = profile_summary(profile_frame(frame))
+    PreprocessedColumn._pandas_split = fast._original
+    try:
+        assert not getattr(PreprocessedColumn._pandas_split, "_vectorised_floats", False)
+        own = why.log(pandas=frame).view()
+        with_own = profile_summary(own.serialize())
+        own_counts = own.to_pandas()[["counts/nan", "counts/inf", "counts/null"]]
+    finally:
+        PreprocessedColumn._pandas_split = fast
+    exact = ["count", "nulls", "mean", "std", "min", "max"]
+    pd.testing.assert_frame_equal(with_fast[exact], with_own[exact])
+    # Quantiles come from KLL sketches, which compact at random: equal within sketch error.
+    sketched = ["p25", "median", "p75"]
+    pd.testing.assert_frame_equal(with_fast[sketched], with_own[sketched], atol=0.05)
+    from whylogs.core import DatasetProfileView
+
+    fast_counts = DatasetProfileView.deserialize(profile_frame(frame)).to_pandas()
+    pd.testing.assert_frame_equal(
+        fast_counts[["counts/nan", "counts/inf", "counts/null"]], own_counts
+    )
+    assert own_counts.loc["x", "counts/inf"] == 2
