@@ -31,6 +31,10 @@ from components.store import KeyNotFoundError, ObjectExistsError, PointerConflic
 _POINTER_RETRIES = 10
 
 
+class NoSnapshotError(LookupError):
+    """The problem has no snapshot yet."""
+
+
 class SnapshotManifest(BaseModel):
     snapshot_id: str
     problem: str

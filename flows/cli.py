@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Generate and prepare data (lifecycle stage 2).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(
+    help="The model registry: versions, champion, history.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 console = Console()
 errors = Console(stderr=True)
@@ -50,7 +54,10 @@ SCENARIO_HELP = (
 def _user_errors() -> tuple[type[Exception], ...]:
     from components.ingest import DataSourceError
     from components.problem import ProblemSpecError
+    from components.registry import RegistryError
+    from components.snapshot import NoSnapshotError
     from components.store import StoreError
+    from components.training import SplitError
     from components.validation import (
         EmptyDataError,
         QuarantineThresholdError,
@@ -64,6 +71,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
         EmptyDataError,
         QuarantineThresholdError,
         StoreError,
+        RegistryError,
+        SplitError,
+        NoSnapshotError,
     )
 
 
@@ -204,6 +214,229 @@ def data_prep(
         f"[green]snapshot {manifest.snapshot_id}[/]: {manifest.rows:,} rows "
         f"({manifest.quarantined_rows:,} quarantined) from {manifest.source}"
     )
+
+
+@app.command()
+def train(
+    problem: Path = typer.Option(Path("problems/churn.yaml"), help="Problem definition file."),
+    snapshot: str | None = typer.Option(None, help="Snapshot id (default: the newest)."),
+    trials: int = typer.Option(20, min=0, help="Tuning trials (0: default parameters)."),
+    timeout: float | None = typer.Option(
+        None, min=1, help="Stop starting trials after this many seconds."
+    ),
+    concurrency: int = typer.Option(2, min=1, help="Trials at once."),
+    threads: int = typer.Option(0, min=0, help="XGBoost threads for the final model (0: all)."),
+    cv_folds: int = typer.Option(5, min=0, help="Cross-validation folds (0: skip)."),
+    seed: int = typer.Option(42, help="Seed for tuning and training."),
+    promote: bool = typer.Option(True, help="Promote to champion when the gate passes."),
+    store: str | None = typer.Option(None, help="Store URL (default: MLOPS_STORE)."),
+) -> None:
+    """Tune, train, evaluate and gate a model on a snapshot; register it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from components.problem import load_problem
+    from flows.progress import listening
+    from flows.training import TrainingParams
+    from flows.training import train as train_flow
+
+    try:
+        load_problem(problem)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    params = TrainingParams(
+        problem=problem,
+        snapshot_id=snapshot,
+        trials=trials,
+        timeout_s=timeout,
+        concurrency=concurrency,
+        threads=threads,
+        cv_folds=cv_folds,
+        seed=seed,
+        promote=promote,
+        store=store,
+        actor="mlops train",
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+    )
+    with Progress(*columns, console=errors, transient=True) as bar:
+        job = bar.add_task("tuning", total=max(trials, 1), best="-")
+
+        def show(stage: str, done: int, total: int, best: float | None) -> None:
+            bar.update(
+                job, completed=done, total=total, best=f"{best:.4f}" if best is not None else "-"
+            )
+
+        try:
+            with listening(show):
+                result = train_flow(params)
+        except _user_errors() as exc:
+            raise _fail(exc) from None
+    _print_training(result)
+
+
+def _print_training(result) -> None:
+    metrics = ", ".join(
+        f"{k} {v:.4f}"
+        for k, v in result.metrics.items()
+        if k in ("roc_auc", "pr_auc", "log_loss", "rmse", "r2")
+    )
+    colour = "green" if result.gate_passed else "yellow"
+    verdict = (
+        "promoted to champion"
+        if result.promoted
+        else "passed the gate (challenger)"
+        if result.gate_passed
+        else "rejected by the gate"
+    )
+    console.print(f"[{colour}]{result.version}[/] on snapshot {result.snapshot_id}: {verdict}")
+    console.print(f"test: {metrics}")
+    for reason in result.gate_reasons:
+        console.print(f"  {reason}", highlight=False)
+
+
+def _registry(problem: Path, store: str | None):
+    from components.problem import load_problem
+    from components.registry import Registry
+    from components.settings import Settings
+    from flows.data_prep import build_store
+
+    spec = load_problem(problem)
+    return Registry(build_store(Settings(), store), spec.name)
+
+
+PROBLEM_OPTION = typer.Option(Path("problems/churn.yaml"), help="Problem definition file.")
+STORE_OPTION = typer.Option(None, help="Store URL (default: MLOPS_STORE).")
+
+
+@models_app.command("list")
+def models_list(problem: Path = PROBLEM_OPTION, store: str | None = STORE_OPTION) -> None:
+    """Every registered version with its status, aliases and primary metric."""
+    from rich.table import Table
+
+    try:
+        registry = _registry(problem, store)
+        versions = registry.versions()
+        table = Table("version", "status", "aliases", "created", "snapshot", "primary metric")
+        for info in versions:
+            meta = registry.metadata(info.version) if info.status != "pending" else {}
+            primary = _primary(meta)
+            table.add_row(
+                info.version,
+                info.status,
+                ", ".join(info.aliases),
+                info.created_at,
+                meta.get("snapshot_id", ""),
+                primary,
+            )
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    if not versions:
+        console.print("no model registered yet: run `mlops train`")
+        return
+    console.print(table)
+
+
+def _primary(meta: dict) -> str:
+    metrics = meta.get("metrics") or {}
+    for name in ("roc_auc", "rmse"):
+        if name in metrics:
+            return f"{name} {metrics[name]:.4f}"
+    return ""
+
+
+@models_app.command("show")
+def models_show(
+    version: str = typer.Argument("champion", help="Version id, or champion / challenger."),
+    problem: Path = PROBLEM_OPTION,
+    store: str | None = STORE_OPTION,
+) -> None:
+    """A version's metadata (metrics, parameters, gate) after verifying its files."""
+    import json
+
+    try:
+        registry = _registry(problem, store)
+        resolved = registry.alias(version) if version in ("champion", "challenger") else version
+        if resolved is None:
+            raise _fail(ValueError(f"no {version} yet: run `mlops train`"))
+        registry.verify(resolved)
+        meta = registry.metadata(resolved)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    shown = {
+        k: meta[k]
+        for k in (
+            "version",
+            "created_at",
+            "snapshot_id",
+            "metrics",
+            "baseline",
+            "cv",
+            "threshold",
+            "best_iteration",
+            "params",
+            "gate",
+            "code_version",
+        )
+        if k in meta
+    }
+    console.print_json(json.dumps(shown, default=str))
+    console.print(f"files verified: {len(meta.get('files', {}))} (sha256)")
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str = typer.Argument(..., help="Version id to make champion."),
+    reason: str = typer.Option("manual promotion", help="Why (kept in the history)."),
+    problem: Path = PROBLEM_OPTION,
+    store: str | None = STORE_OPTION,
+) -> None:
+    """Make a registered version the champion (rejected versions are refused)."""
+    try:
+        registry = _registry(problem, store)
+        registry.verify(version)
+        entry = registry.promote(version, actor="mlops models promote", reason=reason)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    console.print(f"champion: {entry.from_version} -> {entry.to_version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    to: str | None = typer.Option(
+        None, help="Version to roll back to (default: the previous champion)."
+    ),
+    reason: str = typer.Option("manual rollback", help="Why (kept in the history)."),
+    problem: Path = PROBLEM_OPTION,
+    store: str | None = STORE_OPTION,
+) -> None:
+    """Move the champion back to the previous champion (or to --to)."""
+    try:
+        registry = _registry(problem, store)
+        entry = registry.rollback(actor="mlops models rollback", reason=reason, to=to)
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    console.print(f"champion: {entry.from_version} -> {entry.to_version}")
+
+
+@models_app.command("history")
+def models_history(problem: Path = PROBLEM_OPTION, store: str | None = STORE_OPTION) -> None:
+    """Every change of an alias: when, who, from, to and why."""
+    from rich.table import Table
+
+    try:
+        entries = _registry(problem, store).history()
+    except _user_errors() as exc:
+        raise _fail(exc) from None
+    table = Table("#", "alias", "from", "to", "at", "actor", "reason")
+    for e in entries:
+        table.add_row(
+            str(e.seq), e.alias, e.from_version or "-", e.to_version or "-", e.at, e.actor, e.reason
+        )
+    console.print(table)
 
 
 @app.command()

@@ -1,8 +1,6 @@
 """The data stage as a Prefect flow: ingest, validate, quarantine, snapshot, profile.
 
-The flow only wires components. Tasks that receive DataFrames use `cache_policy=NONE`:
-Prefect's default policy hashes task inputs, which for a million-row frame costs seconds
-and buys nothing here (a snapshot is already content-addressed).
+The flow only wires components; its tasks do not cache (see flows/tasks.py).
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 from pydantic import BaseModel, Field
 
 from components import datagen, ingest, profiling, validation
@@ -21,6 +18,7 @@ from components.problem import ProblemSpec, load_problem
 from components.settings import Settings
 from components.snapshot import SnapshotManifest, content_id, write_quarantine, write_snapshot
 from components.store import Store, make_s3_client, open_store
+from flows.tasks import task
 
 
 class GeneratedInput(BaseModel):
@@ -80,7 +78,7 @@ def load_spec(path: Path) -> ProblemSpec:
     return load_problem(path)
 
 
-@task(cache_policy=NONE)
+@task
 def load_input(params: DataPrepParams, spec: ProblemSpec, settings: Settings) -> pd.DataFrame:
     if params.input is None:
         generated = datagen.generate(params.generated.config(spec.label_delay_days))
@@ -100,7 +98,7 @@ def load_input(params: DataPrepParams, spec: ProblemSpec, settings: Settings) ->
     return ingest.read_table(params.input, s3_client=client)
 
 
-@task(cache_policy=NONE)
+@task
 def validate(frame: pd.DataFrame, spec: ProblemSpec, source: str) -> validation.ValidationResult:
     result = validation.validate_frame(frame, spec, source=source)
     get_run_logger().info(
@@ -113,7 +111,7 @@ def validate(frame: pd.DataFrame, spec: ProblemSpec, source: str) -> validation.
     return result
 
 
-@task(cache_policy=NONE)
+@task
 def store_quarantine(
     store: Store, spec: ProblemSpec, frame: pd.DataFrame, result: validation.ValidationResult
 ) -> tuple[str, str | None]:
@@ -135,13 +133,13 @@ def enforce_quarantine_limit(report: validation.ValidationReport, spec: ProblemS
     validation.check_quarantine_threshold(report, spec)
 
 
-@task(cache_policy=NONE)
+@task
 def profile(valid: pd.DataFrame, spec: ProblemSpec) -> bytes:
     # Features and target only: ids are unique by design and event time always moves on.
     return profiling.profile_frame(valid[list(spec.features)])
 
 
-@task(cache_policy=NONE)
+@task
 def snapshot(
     store: Store,
     spec: ProblemSpec,
