@@ -43,9 +43,14 @@ def prepare(rows: int, store_dir: Path) -> str:
     frame = datagen.generate(config).frame.drop(columns=["label_time"])
     valid = validate_frame(frame, spec).valid
     manifest = write_snapshot(
-        LocalStore(store_dir), spec, valid, source="benchmark",
-        profile=profiling.profile_frame(valid[list(spec.features)]), quarantined_rows=0,
-        quarantine_key=None, validation_key=None,
+        LocalStore(store_dir),
+        spec,
+        valid,
+        source="benchmark",
+        profile=profiling.profile_frame(valid[list(spec.features)]),
+        quarantined_rows=0,
+        quarantine_key=None,
+        validation_key=None,
     )
     return manifest.snapshot_id
 
@@ -61,27 +66,48 @@ def plain(store_dir: Path, snapshot_id: str, seed: int, threads: int) -> tuple[f
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     params = training.TrainParams()
     start = time.perf_counter()
-    parts = training.split_by_time(read_snapshot(LocalStore(store_dir), "churn", snapshot_id),
-                                   spec)
-    dtrain = xgb.QuantileDMatrix(training.features(parts.train, spec),
-                                 training.target(parts.train, spec), enable_categorical=True,
-                                 max_bin=params.max_bin, nthread=threads)
-    dvalid = xgb.QuantileDMatrix(training.features(parts.validation, spec),
-                                 training.target(parts.validation, spec),
-                                 enable_categorical=True, ref=dtrain, nthread=threads)
-    booster = xgb.train(training.xgb_params(spec, params, seed=seed, nthread=threads), dtrain,
-                        num_boost_round=params.num_boost_round, evals=[(dvalid, "validation")],
-                        early_stopping_rounds=params.early_stopping_rounds, verbose_eval=False)
+    parts = training.split_by_time(read_snapshot(LocalStore(store_dir), "churn", snapshot_id), spec)
+    dtrain = xgb.QuantileDMatrix(
+        training.features(parts.train, spec),
+        training.target(parts.train, spec),
+        enable_categorical=True,
+        max_bin=params.max_bin,
+        nthread=threads,
+    )
+    dvalid = xgb.QuantileDMatrix(
+        training.features(parts.validation, spec),
+        training.target(parts.validation, spec),
+        enable_categorical=True,
+        ref=dtrain,
+        nthread=threads,
+    )
+    booster = xgb.train(
+        training.xgb_params(spec, params, seed=seed, nthread=threads),
+        dtrain,
+        num_boost_round=params.num_boost_round,
+        evals=[(dvalid, "validation")],
+        early_stopping_rounds=params.early_stopping_rounds,
+        verbose_eval=False,
+    )
     return time.perf_counter() - start, booster.best_iteration + 1
 
 
-def flow(store_dir: Path, snapshot_id: str, seed: int, threads: int, trials: int,
-         folds: int) -> float:
+def flow(
+    store_dir: Path, snapshot_id: str, seed: int, threads: int, trials: int, folds: int
+) -> float:
     from flows.training import TrainingParams, train
 
-    params = TrainingParams(problem=ROOT / "problems" / "churn.yaml", store=str(store_dir),
-                            snapshot_id=snapshot_id, trials=trials, cv_folds=folds, seed=seed,
-                            threads=threads, trial_threads=1, concurrency=2)
+    params = TrainingParams(
+        problem=ROOT / "problems" / "churn.yaml",
+        store=str(store_dir),
+        snapshot_id=snapshot_id,
+        trials=trials,
+        cv_folds=folds,
+        seed=seed,
+        threads=threads,
+        trial_threads=1,
+        concurrency=2,
+    )
     start = time.perf_counter()
     train(params)
     return time.perf_counter() - start
@@ -114,18 +140,25 @@ def main() -> None:
             plain_s, flow_s = min(plain_runs), min(flow_runs)
             full_s = None
             if args.trials or args.cv_folds:
-                full_s = flow(store_dir, snapshot_id, args.seed, args.threads, args.trials,
-                              args.cv_folds)
+                full_s = flow(
+                    store_dir, snapshot_id, args.seed, args.threads, args.trials, args.cv_folds
+                )
 
-    print(f"\n{args.rows:,} rows (70/15/15 split by time), {rounds} boosting rounds, "
-          f"{os.cpu_count()} cores; Prefect server start-up {server_s:.1f} s (not counted)\n")
-    print(f"best of {args.repeat} alternating runs each; all runs: plain "
-          f"{', '.join(f'{s:.1f}' for s in plain_runs)} s, flow "
-          f"{', '.join(f'{s:.1f}' for s in flow_runs)} s\n")
+    print(
+        f"\n{args.rows:,} rows (70/15/15 split by time), {rounds} boosting rounds, "
+        f"{os.cpu_count()} cores; Prefect server start-up {server_s:.1f} s (not counted)\n"
+    )
+    print(
+        f"best of {args.repeat} alternating runs each; all runs: plain "
+        f"{', '.join(f'{s:.1f}' for s in plain_runs)} s, flow "
+        f"{', '.join(f'{s:.1f}' for s in flow_runs)} s\n"
+    )
     print(f"{'run':<52}{'wall s':>9}{'x plain':>9}")
     print(f"{'plain xgboost.train (split + DMatrix + train)':<52}{plain_s:>9.1f}{1:>9.2f}")
-    print(f"{'training flow, trials=0, cv=0 (same single model)':<52}{flow_s:>9.1f}"
-          f"{flow_s / plain_s:>9.2f}")
+    print(
+        f"{'training flow, trials=0, cv=0 (same single model)':<52}{flow_s:>9.1f}"
+        f"{flow_s / plain_s:>9.2f}"
+    )
     if full_s is not None:
         label = f"training flow, trials={args.trials}, cv={args.cv_folds}"
         print(f"{label:<52}{full_s:>9.1f}{full_s / plain_s:>9.2f}")

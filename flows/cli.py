@@ -442,12 +442,14 @@ def models_history(problem: Path = PROBLEM_OPTION, store: str | None = STORE_OPT
 @app.command()
 def demo(
     rows: int = typer.Option(100_000, min=1_000, help="Generated rows."),
+    trials: int = typer.Option(10, min=0, help="Tuning trials."),
     store: str | None = typer.Option(None, help="Store URL (default ./.mlops/store)."),
 ) -> None:
-    """Run the loop on generated data with embedded defaults (for now: the data stage)."""
+    """Run the loop on generated data with embedded defaults (so far: data, training, gate)."""
+    problem = Path("problems/churn.yaml")
     console.rule("stage 2: data preparation on generated churn data")
     data_prep(
-        problem=Path("problems/churn.yaml"),
+        problem=problem,
         input=None,
         store=store,
         rows=rows,
@@ -456,3 +458,18 @@ def demo(
         scenario=Scenario.none,
         drift_day=60,
     )
+    console.rule("stages 3-4: tuning, training, evaluation, the gate, the registry")
+    train(
+        problem=problem,
+        snapshot=None,
+        trials=trials,
+        timeout=None,
+        concurrency=2,
+        threads=0,
+        cv_folds=5,
+        seed=42,
+        promote=True,
+        store=store,
+    )
+    console.rule("the registry")
+    models_list(problem=problem, store=store)

@@ -346,7 +346,8 @@ def promote(
     registry.set_alias("challenger", version, actor=params.actor, reason="passed the gate")
     if not params.promote:
         return False
-    registry.promote(version, actor=params.actor, reason="; ".join(decision.reasons))
+    # The last reason is the comparison with the champion (or the note that there was none).
+    registry.promote(version, actor=params.actor, reason=decision.reasons[-1])
     get_run_logger().info("%s is the new champion", version)
     return True
 
