@@ -28,6 +28,22 @@ class Settings(BaseSettings):
     aws_region: str = Field("us-east-1", description="Region for the AWS clients.")
     s3_max_attempts: int = Field(5, ge=1, description="botocore retries for transient errors.")
 
+    # Serving (read by the BentoML service in each worker).
+    model_tag: str = Field("mlops-model:latest", description="BentoML model the service loads.")
+    serve_workers: int = Field(2, ge=1, description="BentoML worker processes.")
+    serve_max_records: int = Field(1000, ge=1, description="Records per predict request.")
+    serve_max_body_bytes: int = Field(1_048_576, ge=1024, description="Request body limit (413).")
+    serve_api_key: str | None = Field(
+        None,
+        description="When set, predict and feedback need it in the X-API-Key header (else 401).",
+    )
+    serve_flag_unknown_categories: bool = Field(
+        False, description="Accept unknown categories and flag them instead of answering 422."
+    )
+    capture: bool = Field(True, description="Capture predictions and feedback to the store.")
+    capture_flush_s: float = Field(5.0, gt=0, description="Capture flush interval.")
+    prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
+
     @property
     def store_is_s3(self) -> bool:
         return self.store.startswith("s3://")

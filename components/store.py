@@ -514,3 +514,17 @@ def open_store(
             raise ValueError(f"file URL {url!r} names host {parsed.netloc!r}; use file:///path")
         return LocalStore(url2pathname(parsed.path))
     return LocalStore(url)
+
+
+def store_from_settings(settings: Any, override: str | None = None) -> Store:
+    """The store named by `override` or `settings.store` (components.settings.Settings),
+    with the S3 endpoint, region and retry count those settings give."""
+    url = override or settings.store
+    client = None
+    if url.startswith("s3://"):
+        client = make_s3_client(
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.aws_region,
+            max_attempts=settings.s3_max_attempts,
+        )
+    return open_store(url, s3_client=client)

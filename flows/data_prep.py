@@ -17,7 +17,7 @@ from components import datagen, ingest, profiling, validation
 from components.problem import ProblemSpec, load_problem
 from components.settings import Settings
 from components.snapshot import SnapshotManifest, content_id, write_quarantine, write_snapshot
-from components.store import Store, make_s3_client, open_store
+from components.store import Store, make_s3_client, store_from_settings
 from flows.tasks import task
 
 
@@ -64,13 +64,7 @@ class DataPrepParams(BaseModel):
 
 
 def build_store(settings: Settings, override: str | None = None) -> Store:
-    url = override or settings.store
-    client = None
-    if url.startswith("s3://"):
-        client = make_s3_client(
-            settings.s3_endpoint_url, settings.aws_region, settings.s3_max_attempts
-        )
-    return open_store(url, s3_client=client)
+    return store_from_settings(settings, override)
 
 
 @task
