@@ -1,0 +1,613 @@
+"""What the service saw and said, captured off the request path (lifecycle stages 6 and 8).
+
+One :class:`Capture` per worker process. ``record()`` only appends one tuple per record to an
+in-memory buffer under a lock; a daemon thread flushes the buffer every ``flush_interval_s``
+into the store:
+
+- ``captures/<problem>/date=YYYY-MM-DD/hour=HH/<worker>-<seq:06d>-<uuid8>.parquet``: the rows
+  (Parquet, zstd), at most ``chunk_rows`` per file, partitioned by ``captured_at``;
+- ``profiles/<problem>/window=<YYYYMMDDTHHMMSSZ>/<worker>-<seq:06d>-<uuid8>.bin``: a whylogs
+  profile (through :mod:`components.profiling`) of the inputs and outputs of the rows of one
+  flush in one time window; a monitoring job merges a window's profiles;
+- ``feedback/<problem>/<prediction_id>.json``: an observed label, written once.
+
+Every write is create-only, so nothing is ever overwritten.
+
+Nothing is lost, and memory stays bounded:
+
+- Rows leave memory only once their chunk is written. A failed write (store down, network)
+  keeps the chunk, already encoded under its key, and is retried on the next interval with
+  the same key; if the retry finds the key taken by identical bytes, the earlier attempt had
+  succeeded after all (an ambiguous failure), so rows are written exactly once.
+- Backpressure, not dropping: when ``max_buffered_rows`` rows are not yet written,
+  ``record()`` wakes the flusher and waits until a write frees room (without a running
+  flusher thread, it flushes itself). The buffer can exceed the limit by at most one call's
+  records. The wait lasts as long as the store needs, so a store that stays down stalls the
+  callers instead of losing what they answered; in an async server, call ``record()`` from a
+  worker thread if a stall must not block the event loop.
+- ``close()`` stops the thread and flushes, retrying until ``close_timeout_s``; only rows that
+  still cannot be written then are lost, and an error log says how many.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components import profiling
+from components.problem import ProblemSpec
+from components.store import KeyNotFoundError, ObjectExistsError, Store
+
+logger = logging.getLogger(__name__)
+
+BASE_COLUMNS = ("prediction_id", "captured_at", "model_version")
+CLASSIFICATION_OUTPUTS = ("probability", "label")
+REGRESSION_OUTPUTS = ("value",)
+FLAGS_COLUMN = "flags"
+FEEDBACK_COLUMNS = ("prediction_id", "label", "observed_at")
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_WINDOW = re.compile(r"^(\d+)([mhd])$")
+_WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+_PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
+_WINDOW_KEY = re.compile(r"/window=(\d{8}T\d{6}Z)/")
+_COMPACT = "%Y%m%dT%H%M%SZ"
+
+
+class FeedbackConflictError(Exception):
+    """A label arrived for a prediction id that already has a different label."""
+
+    def __init__(self, prediction_id: str, stored: float | int, given: float | int):
+        self.prediction_id = prediction_id
+        self.stored = stored
+        self.given = given
+        super().__init__(
+            f"prediction {prediction_id!r} already has label {stored!r}; refusing label "
+            f"{given!r} (labels are written once: correct the source, not the store)"
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_window(window: str) -> timedelta:
+    """``"15m"``, ``"1h"``, ``"1d"`` as a timedelta; ValueError for anything else."""
+    match = _WINDOW.match(window)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(
+            f"invalid capture window {window!r}: use a positive number followed by m, h or d "
+            "(e.g. '15m', '1h', '1d')"
+        )
+    return timedelta(**{_WINDOW_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def window_start(moment: datetime, window: str | timedelta) -> datetime:
+    """The start of the window holding ``moment``: windows are aligned on the Unix epoch
+    (so ``1h`` starts on the hour and ``1d`` at midnight UTC)."""
+    width = parse_window(window) if isinstance(window, str) else window
+    seconds = int(width.total_seconds())
+    epoch = int(_as_utc(moment).timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    flush_interval_s: float = 5.0
+    # Rows not yet written (buffered or encoded) before record() waits for a flush.
+    max_buffered_rows: int = 50_000
+    window: str = "1h"
+    chunk_rows: int = 10_000
+    # How long close() keeps retrying a failing store before giving up on the last rows.
+    close_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        parse_window(self.window)
+        problems = [
+            f"{name} must be positive (got {getattr(self, name)!r})"
+            for name in ("flush_interval_s", "max_buffered_rows", "chunk_rows")
+            if not getattr(self, name) > 0
+        ]
+        if self.close_timeout_s < 0:
+            problems.append(f"close_timeout_s must not be negative (got {self.close_timeout_s})")
+        if problems:
+            raise ValueError("invalid CaptureConfig: " + "; ".join(problems))
+
+
+@dataclass
+class _Pending:
+    """An encoded object waiting to be written, under the key it will keep across retries."""
+
+    key: str
+    data: bytes
+    rows: int  # capture rows it holds (0 for a profile)
+    folder: str = field(repr=False)
+    suffix: str = field(repr=False)
+
+
+class Capture:
+    """Buffers what one worker saw and answered, and flushes it to the store off the request
+    path. Thread-safe: record() and flush() may be called from any thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        spec: ProblemSpec,
+        *,
+        worker_id: str,
+        config: CaptureConfig = CaptureConfig(),
+        clock: Callable[[], datetime] = utc_now,
+        profile: bool = True,
+    ) -> None:
+        if not _SAFE_NAME.match(worker_id):
+            raise ValueError(
+                f"invalid worker_id {worker_id!r}: use letters, digits, '_', '.', ':' or '-' "
+                "(it becomes part of store keys)"
+            )
+        self.store = store
+        self.spec = spec
+        self.worker_id = worker_id
+        self.config = config
+        self.clock = clock
+        self.profile = profile
+        self.outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
+        self.columns = _capture_columns(spec, self.outputs)
+        self._feature_columns = (spec.id_column, spec.event_time_column, *spec.input_features)
+        self._types = _arrow_types(spec, self.outputs)
+        self._width = parse_window(config.window)
+
+        self._cond = threading.Condition()  # guards _rows, _unwritten, _closing
+        self._rows: list[tuple] = []
+        self._unwritten = 0  # rows buffered or encoded but not yet stored
+        self._closing = False
+        self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
+        self._pending: list[_Pending] = []
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the daemon thread that flushes every ``flush_interval_s`` (idempotent)."""
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("this Capture is closed; create a new one")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"capture-flusher-{self.worker_id}", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        """Refuse new records, stop the thread and write everything recorded so far,
+        retrying a failing store until ``close_timeout_s``. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = self._closing = True
+            self._cond.notify_all()  # callers waiting on backpressure give up
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.close_timeout_s)
+        deadline = time.monotonic() + self.config.close_timeout_s
+        while not self._flush()[1] and time.monotonic() < deadline:
+            time.sleep(min(self.config.flush_interval_s, 0.5))
+        if self.unwritten_rows:
+            logger.error(
+                "capture %s/%s: %d rows could not be written to %s before shutdown and are lost",
+                self.spec.name,
+                self.worker_id,
+                self.unwritten_rows,
+                self.store.url,
+            )
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def unwritten_rows(self) -> int:
+        """Rows recorded but not yet stored (buffered, or encoded and waiting for a retry)."""
+        with self._cond:
+            return self._unwritten
+
+    # ------------------------------------------------------------------ request path
+
+    def record(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        answers: Sequence[Mapping[str, Any]],
+        *,
+        received_at: datetime | None = None,
+    ) -> None:
+        """Buffer one row per (features, answer) pair; no I/O. Waits only when
+        ``max_buffered_rows`` rows are still unwritten (backpressure); RuntimeError once
+        closed."""
+        if len(features) != len(answers):
+            raise ValueError(f"{len(features)} feature records but {len(answers)} answers")
+        if not features:
+            return
+        at = _as_utc(received_at if received_at is not None else self.clock())
+        rows = [self._row(f, a, at) for f, a in zip(features, answers, strict=True)]
+        while True:
+            with self._cond:
+                if self._closing:
+                    raise RuntimeError("this Capture is closed: it no longer records")
+                if self._unwritten < self.config.max_buffered_rows:
+                    self._rows.extend(rows)
+                    self._unwritten += len(rows)
+                    return
+                if self._flusher_alive():
+                    self._wake.set()
+                    self._cond.wait(timeout=self.config.flush_interval_s)
+                    continue
+            # No flusher thread: the caller flushes (outside the lock), backing off on failure.
+            if not self._flush()[1]:
+                self._stop.wait(self.config.flush_interval_s)
+
+    def _row(self, features: Mapping[str, Any], answer: Mapping[str, Any], at: datetime) -> tuple:
+        values = features if isinstance(features, Mapping) else vars(features)
+        prediction_id = answer.get("prediction_id")
+        if not prediction_id:
+            raise ValueError(f"an answer has no prediction_id: {dict(answer)!r}")
+        flags = answer.get(FLAGS_COLUMN)
+        return (
+            prediction_id,
+            at,
+            answer.get("model_version"),
+            *(values.get(name) for name in self._feature_columns),
+            *(answer.get(name) for name in self.outputs),
+            json.dumps(flags, sort_keys=True, default=str) if flags else None,
+        )
+
+    # ------------------------------------------------------------------ feedback
+
+    def record_feedback(
+        self, prediction_id: str, label: float | int, *, observed_at: datetime | None = None
+    ) -> bool:
+        """Store an observed label under ``feedback/<problem>/<prediction_id>.json``, once.
+        True if newly stored, False if the same label was already there;
+        FeedbackConflictError if a different label was."""
+        if not isinstance(prediction_id, str) or not _SAFE_NAME.match(prediction_id):
+            raise ValueError(
+                f"invalid prediction id {prediction_id!r}: expected up to 200 letters, digits, "
+                "'_', '.', ':' or '-'"
+            )
+        value = _label(label, classification=self.spec.is_classification)
+        observed = _as_utc(observed_at if observed_at is not None else self.clock())
+        key = f"feedback/{self.spec.name}/{prediction_id}.json"
+        doc = {"prediction_id": prediction_id, "label": value, "observed_at": observed.isoformat()}
+        try:
+            self.store.put_json(key, doc, create_only=True)
+        except ObjectExistsError:
+            stored = self.store.get_json(key)["label"]
+            if stored != value:
+                raise FeedbackConflictError(prediction_id, stored, value) from None
+            return False
+        return True
+
+    # ------------------------------------------------------------------ flushing
+
+    def flush(self) -> int:
+        """Write every buffered row now and return how many rows were stored. A store error
+        is logged and keeps the rows for the next flush; flush itself does not raise."""
+        return self._flush()[0]
+
+    def _flush(self) -> tuple[int, bool]:
+        """(rows written, whether everything taken was written)."""
+        with self._flush_lock:
+            with self._cond:
+                rows, self._rows = self._rows, []
+            if rows:
+                try:
+                    self._pending.extend(self._encode(rows))
+                except Exception:
+                    logger.exception(
+                        "capture %s: could not encode %d rows; keeping them",
+                        self.spec.name,
+                        len(rows),
+                    )
+                    with self._cond:
+                        self._rows[:0] = rows
+                    return 0, False
+            written = self._write_pending()
+            return written, not self._pending
+
+    def _write_pending(self) -> int:
+        written = 0
+        while self._pending:
+            item = self._pending[0]
+            try:
+                self._put(item)
+            except Exception as exc:
+                logger.warning(
+                    "capture %s: could not write %s to %s (%s: %s); %d objects kept for a retry "
+                    "in %.3g s",
+                    self.spec.name,
+                    item.key,
+                    self.store.url,
+                    type(exc).__name__,
+                    exc,
+                    len(self._pending),
+                    self.config.flush_interval_s,
+                )
+                break
+            self._pending.pop(0)
+            written += item.rows
+            if item.rows:
+                with self._cond:
+                    self._unwritten -= item.rows
+                    self._cond.notify_all()
+        return written
+
+    def _put(self, item: _Pending) -> None:
+        while True:
+            try:
+                self.store.put_bytes(item.key, item.data, create_only=True)
+                return
+            except ObjectExistsError:
+                if self._holds(item):
+                    return  # an earlier attempt did write it, though it reported a failure
+                item.key = self._key(item.folder, item.suffix)  # someone else's: new name
+
+    def _holds(self, item: _Pending) -> bool:
+        try:
+            return self.store.get_bytes(item.key) == item.data
+        except KeyNotFoundError:
+            return False
+
+    def _key(self, folder: str, suffix: str) -> str:
+        self._seq += 1
+        return f"{folder}/{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}{suffix}"
+
+    def _encode(self, rows: list[tuple]) -> list[_Pending]:
+        """Parquet chunks per hour partition, then one profile per window."""
+        out = []
+        for hour, part in _group(rows, lambda at: at.replace(minute=0, second=0, microsecond=0)):
+            folder = f"captures/{self.spec.name}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+            for i in range(0, len(part), self.config.chunk_rows):
+                chunk = part[i : i + self.config.chunk_rows]
+                data = _parquet_bytes(self._table(chunk))
+                out.append(
+                    _Pending(self._key(folder, ".parquet"), data, len(chunk), folder, ".parquet")
+                )
+        if self.profile:
+            for start, part in _group(rows, lambda at: window_start(at, self._width)):
+                data = self._profile(part)
+                if data is not None:
+                    folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
+                    out.append(_Pending(self._key(folder, ".bin"), data, 0, folder, ".bin"))
+        return out
+
+    def _table(self, rows: list[tuple]) -> pa.Table:
+        columns = list(zip(*rows, strict=True))
+        arrays = [
+            _array(list(values), self._types[name])
+            for name, values in zip(self.columns, columns, strict=True)
+        ]
+        return pa.Table.from_arrays(arrays, names=list(self.columns))
+
+    def _profile(self, rows: list[tuple]) -> bytes | None:
+        # A profile that cannot be computed must not hold the rows back: log and go on.
+        names = [*self.spec.input_features, *self.outputs]
+        try:
+            frame = self._table(rows).select(names).to_pandas()
+            return profiling.profile_frame(frame)
+        except Exception:
+            logger.exception(
+                "capture %s: could not profile %d rows; their profile is skipped",
+                self.spec.name,
+                len(rows),
+            )
+            return None
+
+    def _flusher_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        # Never dies silently: every error is logged and the loop goes on.
+        while not self._stop.is_set():
+            self._wake.wait(self.config.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                ok = self._flush()[1]
+            except Exception:
+                logger.exception("capture %s: flush failed; retrying", self.spec.name)
+                ok = False
+            if not ok:  # back off: do not hammer a failing store on every wake-up
+                self._stop.wait(self.config.flush_interval_s)
+
+
+# ---------------------------------------------------------------------- readers
+
+
+def read_captures(
+    store: Store, problem: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Every captured row of ``problem`` with ``start <= captured_at < end`` (either bound
+    optional), sorted by ``captured_at``. Only the hour partitions that overlap are read."""
+    lo = _as_utc(start) if start is not None else None
+    hi = _as_utc(end) if end is not None else None
+    tables = []
+    for key in store.list(f"captures/{problem}/"):
+        match = _PARTITION.search(key)
+        if not match:
+            continue
+        hour = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
+        if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):
+            tables.append(pq.read_table(pa.BufferReader(store.get_bytes(key))))
+    if not tables:
+        return pd.DataFrame({name: [] for name in BASE_COLUMNS})
+    frame = _concat(tables)
+    mask = pd.Series(True, index=frame.index)
+    if lo is not None:
+        mask &= frame["captured_at"] >= lo
+    if hi is not None:
+        mask &= frame["captured_at"] < hi
+    frame = frame[mask].sort_values("captured_at", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def read_feedback(store: Store, problem: str) -> pd.DataFrame:
+    """Every stored label of ``problem``: prediction_id, label, observed_at (UTC), sorted by
+    observed_at."""
+    docs = [
+        store.get_json(key) for key in store.list(f"feedback/{problem}/") if key.endswith(".json")
+    ]
+    frame = pd.DataFrame(docs, columns=list(FEEDBACK_COLUMNS))
+    frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True, format="ISO8601")
+    return frame.sort_values(["observed_at", "prediction_id"], kind="stable").reset_index(drop=True)
+
+
+def profile_windows(store: Store, problem: str) -> list[datetime]:
+    """The start of every window that has at least one capture profile, oldest first."""
+    found = {
+        m.group(1) for key in store.list(f"profiles/{problem}/") if (m := _WINDOW_KEY.search(key))
+    }
+    return sorted(datetime.strptime(s, _COMPACT).replace(tzinfo=UTC) for s in found)
+
+
+def window_profiles(store: Store, problem: str, window_start: datetime) -> list[bytes]:
+    """The serialised profiles written for the window starting at ``window_start``; merge
+    them with :func:`components.profiling.merge_profiles`."""
+    folder = f"profiles/{problem}/window={_as_utc(window_start).strftime(_COMPACT)}/"
+    return [store.get_bytes(key) for key in store.list(folder) if key.endswith(".bin")]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _capture_columns(spec: ProblemSpec, outputs: tuple[str, ...]) -> tuple[str, ...]:
+    columns = (
+        *BASE_COLUMNS,
+        spec.id_column,
+        spec.event_time_column,
+        *spec.input_features,
+        *outputs,
+        FLAGS_COLUMN,
+    )
+    clashes = sorted({c for c in columns if columns.count(c) > 1})
+    if clashes:
+        raise ValueError(
+            f"problem {spec.name!r}: column names {clashes} clash with the capture's own columns "
+            f"({', '.join((*BASE_COLUMNS, *outputs, FLAGS_COLUMN))}); rename them in the "
+            "problem file"
+        )
+    return columns
+
+
+def _arrow_types(spec: ProblemSpec, outputs: tuple[str, ...]) -> dict[str, pa.DataType]:
+    types: dict[str, pa.DataType] = {
+        "prediction_id": pa.string(),
+        "captured_at": _TIMESTAMP,
+        "model_version": pa.string(),
+        spec.id_column: pa.string(),
+        spec.event_time_column: _TIMESTAMP,
+        "probability": pa.float64(),
+        "label": pa.int64(),
+        "value": pa.float64(),
+        FLAGS_COLUMN: pa.string(),
+    }
+    for name in spec.input_features:
+        feature = spec.features[name]
+        if feature.is_categorical:
+            ints = all(type(c) is int for c in feature.categories or [])
+            types[name] = pa.int64() if ints else pa.string()
+        else:
+            types[name] = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}[
+                feature.type
+            ]
+    return {name: types[name] for name in _capture_columns(spec, outputs)}
+
+
+# The Python types a declared Arrow type takes without any conversion (bool is not an int,
+# and a float is never truncated into an int column).
+_EXACT: dict[pa.DataType, tuple[type, ...]] = {
+    pa.int64(): (int,),
+    pa.float64(): (float, int),
+    pa.bool_(): (bool,),
+    pa.string(): (str,),
+}
+
+
+def _array(values: list, declared: pa.DataType) -> pa.Array:
+    """The declared type when every value already has it; otherwise the values as given
+    (Arrow's inferred type), and as text as a last resort, so a flush never fails on data."""
+    if declared == _TIMESTAMP:
+        fits = all(v is None or isinstance(v, datetime) for v in values)
+    else:
+        fits = all(v is None or type(v) in _EXACT[declared] for v in values)
+    if fits:
+        try:
+            return pa.array(values, type=declared)
+        except (pa.ArrowException, OverflowError):
+            pass
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _group(rows: list[tuple], key: Callable[[datetime], datetime]) -> list[tuple[datetime, list]]:
+    groups: dict[datetime, list] = defaultdict(list)
+    for row in rows:
+        groups[key(row[1])].append(row)
+    return sorted(groups.items())
+
+
+def _concat(tables: list[pa.Table]) -> pd.DataFrame:
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowException, TypeError):
+        # Chunks whose fallback types cannot be unified in Arrow (text in a time column).
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def _label(label: float | int, *, classification: bool) -> float | int:
+    if isinstance(label, bool):
+        label = int(label)
+    if not isinstance(label, numbers.Real) or not math.isfinite(label):
+        raise ValueError(f"invalid label {label!r}: expected a finite number")
+    if classification:
+        if label not in (0, 1):
+            raise ValueError(f"invalid label {label!r}: a binary classification label is 0 or 1")
+        return int(label)
+    return float(label)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Aware datetimes converted to UTC; naive ones are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,503 @@
+"""Capture: rows, chunks, partitions, profiles and feedback land in the store exactly once,
+whatever the threads, the timing or the store's failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.capture import (
+    Capture,
+    CaptureConfig,
+    FeedbackConflictError,
+    parse_window,
+    profile_windows,
+    read_captures,
+    read_feedback,
+    window_profiles,
+    window_start,
+)
+from components.problem import load_problem
+from components.profiling import merge_profiles, profile_summary
+from components.store import LocalStore, StoreError
+
+CHURN = Path(__file__).parents[2] / "problems" / "churn.yaml"
+T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
+FAST = CaptureConfig(flush_interval_s=0.01, close_timeout_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_problem(CHURN)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return LocalStore(tmp_path / "store")
+
+
+class Clock:
+    def __init__(self, now: datetime = T0):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class SlowStore(LocalStore):
+    """Every write takes ``delay`` seconds, and waits for ``gate`` when one is given."""
+
+    def __init__(self, root, delay: float = 0.0, gate: threading.Event | None = None):
+        super().__init__(root)
+        self.delay = delay
+        self.gate = gate
+
+    def put_bytes(self, key, data, *, create_only=False):
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        time.sleep(self.delay)
+        super().put_bytes(key, data, create_only=create_only)
+
+
+class FlakyStore(LocalStore):
+    """Fails the writes whose call number (from 1) is in ``fail_calls``; with ``after``, the
+    failing write is stored first and only the answer is lost (an ambiguous failure)."""
+
+    def __init__(self, root, fail_calls, *, after=False, error=StoreError):
+        super().__init__(root)
+        self.fail_calls = set(fail_calls)
+        self.after = after
+        self.error = error
+        self.calls = 0
+
+    def put_bytes(self, key, data, *, create_only=False):
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            if self.after:
+                super().put_bytes(key, data, create_only=create_only)
+            raise self.error(f"simulated failure of write {self.calls}")
+        super().put_bytes(key, data, create_only=create_only)
+
+
+def features(i: int, **changes) -> dict:
+    row = {
+        "customer_id": f"c{i}",
+        "event_time": datetime(2024, 4, 30, 8, 0, tzinfo=UTC),
+        "tenure_months": i,
+        "contract": "one-year",
+        "plan": "basic",
+        "monthly_charges": 10.5 + i,
+        "total_charges": None,
+        "payment_method": "credit-card",
+        "region": "north",
+        "support_calls": 1,
+        "usage_hours": 20.0,
+        "tickets_open": 0,
+        "discount_pct": 5.0,
+    }
+    return {**row, **changes}
+
+
+def answer(pid: str, probability: float = 0.25, **extra) -> dict:
+    return {
+        "prediction_id": pid,
+        "model_version": "v1",
+        "probability": probability,
+        "label": int(probability >= 0.5),
+        **extra,
+    }
+
+
+def record_n(capture: Capture, n: int, prefix: str = "p", **kwargs) -> list[str]:
+    ids = [f"{prefix}{i}" for i in range(n)]
+    capture.record([features(i) for i in range(n)], [answer(p) for p in ids], **kwargs)
+    return ids
+
+
+def capture_keys(store, problem: str = "churn") -> list[str]:
+    return store.list(f"captures/{problem}/")
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_record_then_flush_writes_exactly_the_rows(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    flags = {"unknown_categories": ["region"]}
+    capture.record(
+        [features(1), features(2, region="atlantis", total_charges=99.5)],
+        [answer("a", 0.25), answer("b", 0.75, flags=flags)],
+    )
+    assert store.list() == []  # record() does no I/O
+    assert capture.flush() == 2
+    assert capture.flush() == 0
+
+    frame = read_captures(store, "churn")
+    assert list(frame.columns) == [
+        "prediction_id",
+        "captured_at",
+        "model_version",
+        "customer_id",
+        "event_time",
+        *spec.input_features,
+        "probability",
+        "label",
+        "flags",
+    ]
+    assert frame["prediction_id"].tolist() == ["a", "b"]
+    assert (frame["captured_at"] == pd.Timestamp(T0)).all()
+    assert frame["model_version"].tolist() == ["v1", "v1"]
+    assert frame["customer_id"].tolist() == ["c1", "c2"]
+    assert (frame["event_time"] == pd.Timestamp("2024-04-30T08:00Z")).all()
+    assert frame["tenure_months"].tolist() == [1, 2]
+    assert frame["monthly_charges"].tolist() == [11.5, 12.5]
+    assert frame["region"].tolist() == ["north", "atlantis"]  # as given, even if unknown
+    assert frame["total_charges"].isna().tolist() == [True, False]
+    assert frame["probability"].tolist() == [0.25, 0.75]
+    assert frame["label"].tolist() == [0, 1]
+    assert frame["flags"].isna().iloc[0]
+    assert json.loads(frame["flags"].iloc[1]) == flags
+    [key] = capture_keys(store)
+    assert key.startswith("captures/churn/date=2024-05-01/hour=10/w1-")
+    assert key.endswith(".parquet")
+
+
+def test_regression_captures_the_value(spec, store):
+    raw = spec.model_dump()
+    raw.update(task="regression", metric={"primary": "rmse"}, slices=[])
+    raw["features"]["churned"] = {"type": "float"}
+    regression = type(spec).model_validate(raw)
+    capture = Capture(store, regression, worker_id="w1", clock=Clock(), profile=False)
+    capture.record([features(1)], [{"prediction_id": "r", "model_version": "v2", "value": 3.5}])
+    capture.flush()
+    frame = read_captures(store, "churn")
+    assert frame["value"].tolist() == [3.5]
+    assert "probability" not in frame.columns
+
+
+def test_values_that_do_not_fit_the_declared_type_are_kept_as_given(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    capture.record([features(1, tenure_months=1.5)], [answer("a")])
+    assert capture.flush() == 1
+    assert read_captures(store, "churn")["tenure_months"].tolist() == [1.5]  # not truncated
+
+
+def test_chunks_hold_at_most_chunk_rows(spec, store):
+    config = CaptureConfig(chunk_rows=4)
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock(), profile=False)
+    record_n(capture, 10)
+    assert capture.flush() == 10
+    keys = capture_keys(store)
+    assert len(keys) == 3
+    sizes = [len(pd.read_parquet(store.root / k)) for k in keys]
+    assert sorted(sizes) == [2, 4, 4]
+    assert len({k.rsplit("/", 1)[1].split("-")[1] for k in keys}) == 3  # distinct sequences
+
+
+def test_rows_are_partitioned_by_the_hour_they_were_captured(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 2, "a", received_at=datetime(2024, 5, 1, 10, 59, 59, tzinfo=UTC))
+    # An aware time in another zone lands in its UTC hour (13:00+02:00 is 11:00 UTC).
+    record_n(
+        capture,
+        3,
+        "b",
+        received_at=datetime(2024, 5, 1, 13, 0, tzinfo=timezone(timedelta(hours=2))),
+    )
+    record_n(capture, 1, "c", received_at=datetime(2024, 5, 2, 0, 30, tzinfo=UTC))
+    assert capture.flush() == 6
+    folders = sorted({k.rsplit("/", 1)[0] for k in capture_keys(store)})
+    assert folders == [
+        "captures/churn/date=2024-05-01/hour=10",
+        "captures/churn/date=2024-05-01/hour=11",
+        "captures/churn/date=2024-05-02/hour=00",
+    ]
+
+
+def test_read_captures_filters_by_time(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    for hour, prefix in [(9, "a"), (10, "b"), (11, "c")]:
+        record_n(capture, 2, prefix, received_at=datetime(2024, 5, 1, hour, 30, tzinfo=UTC))
+    capture.flush()
+    start, end = datetime(2024, 5, 1, 10, 30, tzinfo=UTC), datetime(2024, 5, 1, 11, 30, tzinfo=UTC)
+    frame = read_captures(store, "churn", start=start, end=end)  # end is exclusive
+    assert frame["prediction_id"].tolist() == ["b0", "b1"]
+    assert read_captures(store, "churn", start=end)["prediction_id"].tolist() == ["c0", "c1"]
+    assert len(read_captures(store, "churn", end=start)) == 2
+    assert read_captures(store, "churn", start=datetime(2030, 1, 1, tzinfo=UTC)).empty
+    assert read_captures(store, "other").empty
+
+
+def test_read_captures_sorts_by_captured_at(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 1, "late", received_at=T0 + timedelta(minutes=5))
+    record_n(capture, 1, "early", received_at=T0)
+    capture.flush()
+    assert read_captures(store, "churn")["prediction_id"].tolist() == ["early0", "late0"]
+
+
+def test_a_profile_is_written_per_window(spec, store):
+    config = CaptureConfig(window="1h")
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock())
+    record_n(capture, 3, "a", received_at=datetime(2024, 5, 1, 10, 15, tzinfo=UTC))
+    record_n(capture, 2, "b", received_at=datetime(2024, 5, 1, 11, 5, tzinfo=UTC))
+    capture.flush()
+    record_n(capture, 4, "c", received_at=datetime(2024, 5, 1, 11, 45, tzinfo=UTC))
+    capture.flush()
+
+    ten, eleven = datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 1, 11, tzinfo=UTC)
+    assert profile_windows(store, "churn") == [ten, eleven]
+    assert store.list("profiles/churn/window=20240501T100000Z/")[0].endswith(".bin")
+    [first] = window_profiles(store, "churn", ten)
+    summary = profile_summary(first)
+    assert summary.loc["tenure_months", "count"] == 3
+    assert summary.loc["probability", "count"] == 3
+    assert {"label", *spec.input_features} <= set(summary.index)
+    assert "prediction_id" not in summary.index
+    later = window_profiles(store, "churn", eleven)
+    assert len(later) == 2  # one per flush; monitoring merges them
+    assert profile_summary(merge_profiles(later)).loc["monthly_charges", "count"] == 6
+
+
+def test_windows_parse_and_align():
+    assert parse_window("15m") == timedelta(minutes=15)
+    assert parse_window("1h") == timedelta(hours=1)
+    assert parse_window("1d") == timedelta(days=1)
+    for bad in ("1w", "0h", "h", "1.5h", ""):
+        with pytest.raises(ValueError, match="invalid capture window"):
+            parse_window(bad)
+    moment = datetime(2024, 5, 1, 10, 44, 59, tzinfo=UTC)
+    assert window_start(moment, "15m") == datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
+    assert window_start(moment, "1d") == datetime(2024, 5, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="chunk_rows must be positive"):
+        CaptureConfig(chunk_rows=0)
+
+
+def test_close_flushes_everything_and_is_idempotent(spec, store):
+    capture = Capture(store, spec, worker_id="w1", config=FAST, clock=Clock(), profile=False)
+    capture.start()
+    capture.close()  # nothing recorded: nothing written
+    assert capture_keys(store) == []
+
+    capture = Capture(store, spec, worker_id="w2", config=CaptureConfig(flush_interval_s=60))
+    capture.start()
+    record_n(capture, 5)
+    capture.close()
+    capture.close()
+    assert len(read_captures(store, "churn")) == 5
+    assert capture.unwritten_rows == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        record_n(capture, 1)
+
+
+def test_the_thread_flushes_on_its_interval(spec, store):
+    capture = Capture(store, spec, worker_id="w1", config=FAST, clock=Clock(), profile=False)
+    capture.start()
+    capture.start()  # idempotent
+    try:
+        record_n(capture, 3)
+        wait_until(lambda: capture.unwritten_rows == 0)
+        assert len(read_captures(store, "churn")) == 3
+    finally:
+        capture.close()
+
+
+def test_concurrent_records_lose_and_duplicate_nothing(spec, store):
+    config = CaptureConfig(flush_interval_s=0.005, chunk_rows=37, max_buffered_rows=200)
+    capture = Capture(store, spec, worker_id="w1", config=config, profile=False)
+    capture.start()
+
+    def client(t: int) -> None:
+        for i in range(100):
+            capture.record([features(i)], [answer(f"t{t}-{i}")])
+            if i % 25 == 0:
+                capture.flush()  # explicit flushes race with the thread's
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    capture.close()
+    ids = read_captures(store, "churn")["prediction_id"]
+    assert len(ids) == 800
+    assert ids.nunique() == 800
+
+
+def test_backpressure_blocks_record_instead_of_dropping(spec, tmp_path):
+    gate = threading.Event()
+    store = SlowStore(tmp_path / "store", gate=gate)
+    config = CaptureConfig(flush_interval_s=0.01, max_buffered_rows=5, close_timeout_s=5)
+    capture = Capture(store, spec, worker_id="w1", config=config, profile=False)
+    capture.start()
+    record_n(capture, 5, "a")  # fills the buffer; the flusher is stuck behind the gate
+    blocked = threading.Thread(target=record_n, args=(capture, 1, "b"))
+    blocked.start()
+    blocked.join(timeout=0.3)
+    assert blocked.is_alive(), "record() returned although the buffer was full"
+    assert capture.unwritten_rows == 5
+    gate.set()
+    blocked.join(timeout=5)
+    assert not blocked.is_alive()
+    capture.close()
+    assert sorted(read_captures(store, "churn")["prediction_id"]) == [
+        *(f"a{i}" for i in range(5)),
+        "b0",
+    ]
+
+
+def test_backpressure_with_a_slow_store_bounds_memory_and_stores_everything(spec, tmp_path):
+    store = SlowStore(tmp_path / "store", delay=0.02)
+    config = CaptureConfig(flush_interval_s=0.01, max_buffered_rows=20, chunk_rows=8)
+    capture = Capture(store, spec, worker_id="w1", config=config, profile=False)
+    capture.start()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], capture.unwritten_rows)
+            time.sleep(0.001)
+
+    def client(t: int) -> None:
+        for i in range(25):
+            capture.record([features(i)] * 2, [answer(f"t{t}-{i}-a"), answer(f"t{t}-{i}-b")])
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    clients = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    done.set()
+    sampler.join()
+    capture.close()
+    assert peak[0] <= 20 - 1 + 2  # the limit, exceeded by at most one call's records
+    ids = read_captures(store, "churn")["prediction_id"]
+    assert len(ids) == ids.nunique() == 200
+
+
+def test_backpressure_without_a_thread_flushes_in_the_caller(spec, store):
+    config = CaptureConfig(max_buffered_rows=3)
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock(), profile=False)
+    record_n(capture, 3, "a")
+    record_n(capture, 1, "b")  # the buffer was full and no thread runs: flushed here
+    assert capture.unwritten_rows == 1
+    assert len(read_captures(store, "churn")) == 3
+
+
+def test_a_store_that_fails_twice_loses_no_rows(spec, tmp_path, caplog):
+    store = FlakyStore(tmp_path / "store", fail_calls={1, 2})
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 3)
+    with caplog.at_level(logging.WARNING, logger="components.capture"):
+        assert capture.flush() == 0
+        assert capture.flush() == 0
+    assert "simulated failure of write 2" in caplog.text
+    assert capture.unwritten_rows == 3
+    assert capture.flush() == 3
+    ids = read_captures(store, "churn")["prediction_id"]
+    assert sorted(ids) == ["p0", "p1", "p2"]
+
+
+def test_a_failure_midway_keeps_only_the_unwritten_chunks(spec, tmp_path):
+    store = FlakyStore(tmp_path / "store", fail_calls={2})
+    config = CaptureConfig(chunk_rows=2)
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock(), profile=False)
+    record_n(capture, 5)
+    assert capture.flush() == 2  # the first chunk, then the store failed
+    assert capture.unwritten_rows == 3
+    assert capture.flush() == 3
+    ids = read_captures(store, "churn")["prediction_id"]
+    assert len(ids) == ids.nunique() == 5
+
+
+def test_an_ambiguous_failure_is_not_written_twice(spec, tmp_path):
+    # The write succeeded but its answer was lost: the retry finds the same bytes, done.
+    store = FlakyStore(tmp_path / "store", fail_calls={1}, after=True)
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 3)
+    assert capture.flush() == 0
+    assert capture.flush() == 3
+    assert len(capture_keys(store)) == 1
+    assert len(read_captures(store, "churn")) == 3
+
+
+def test_the_thread_survives_unexpected_errors(spec, tmp_path):
+    store = FlakyStore(tmp_path / "store", fail_calls={1, 2}, error=RuntimeError)
+    capture = Capture(store, spec, worker_id="w1", config=FAST, clock=Clock(), profile=False)
+    capture.start()
+    try:
+        record_n(capture, 4)
+        wait_until(lambda: capture.unwritten_rows == 0)
+        assert capture._thread.is_alive()
+        assert store.calls == 3
+    finally:
+        capture.close()
+    assert len(read_captures(store, "churn")) == 4
+
+
+def test_close_retries_a_failing_store(spec, tmp_path):
+    store = FlakyStore(tmp_path / "store", fail_calls={1})
+    config = CaptureConfig(flush_interval_s=0.01, close_timeout_s=2)
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock(), profile=False)
+    record_n(capture, 2)
+    capture.close()
+    assert len(read_captures(store, "churn")) == 2
+
+
+def test_feedback_is_written_once_and_read_back(spec, store):
+    clock = Clock(datetime(2024, 6, 1, 9, tzinfo=UTC))
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    assert capture.record_feedback("a", 1) is True
+    assert capture.record_feedback("a", 1) is False  # idempotent
+    assert capture.record_feedback("a", True) is False  # the same label, spelled differently
+    later = datetime(2024, 6, 2, tzinfo=UTC)
+    assert capture.record_feedback("b", 0, observed_at=later) is True
+    with pytest.raises(FeedbackConflictError, match="already has label 1") as err:
+        capture.record_feedback("a", 0)
+    assert (err.value.prediction_id, err.value.stored, err.value.given) == ("a", 1, 0)
+    assert store.get_json("feedback/churn/a.json") == {
+        "prediction_id": "a",
+        "label": 1,
+        "observed_at": "2024-06-01T09:00:00+00:00",
+    }
+    frame = read_feedback(store, "churn")
+    assert frame["prediction_id"].tolist() == ["a", "b"]
+    assert frame["label"].tolist() == [1, 0]
+    assert frame["observed_at"].tolist() == [pd.Timestamp(clock.now), pd.Timestamp(later)]
+
+
+def test_feedback_refuses_bad_ids_and_labels(spec, store):
+    capture = Capture(store, spec, worker_id="w1", profile=False)
+    for bad_id in ("", "../x", "a/b", ".tmp-x"):
+        with pytest.raises(ValueError, match="invalid prediction id"):
+            capture.record_feedback(bad_id, 1)
+    for bad_label in (2, 0.5, float("nan"), "1"):
+        with pytest.raises(ValueError, match="invalid label"):
+            capture.record_feedback("a", bad_label)
+    assert read_feedback(store, "churn").empty
+    assert list(read_feedback(store, "churn").columns) == ["prediction_id", "label", "observed_at"]
+
+
+def test_mismatched_or_incomplete_calls_are_refused(spec, store):
+    capture = Capture(store, spec, worker_id="w1", profile=False)
+    with pytest.raises(ValueError, match="1 feature records but 2 answers"):
+        capture.record([features(1)], [answer("a"), answer("b")])
+    with pytest.raises(ValueError, match="no prediction_id"):
+        capture.record([features(1)], [{"model_version": "v1"}])
+    with pytest.raises(ValueError, match="invalid worker_id"):
+        Capture(store, spec, worker_id="a/b")
+    assert capture.unwritten_rows == 0
