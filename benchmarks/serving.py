@@ -1,0 +1,280 @@
+"""Serving throughput and latency, side by side in one run, measured with `hey`.
+
+    .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
+
+Servers, each with 2 workers on this machine's cores (the `hey` client shares them):
+  bento+capture   `bentoml serve bentos.service:PredictionService`, capture on
+  bento           the same, capture off
+  fastapi         benchmarks/fastapi_app.py on uvicorn[standard], same model and component
+and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP).
+
+For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints requests/s,
+p50/p99 latency, non-2xx responses, and requests/s as a ratio of the FastAPI app's.
+`hey` comes from Debian (apt-get install hey); the script installs it if missing and
+allowed (root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def ensure_hey() -> str:
+    found = shutil.which("hey")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "hey"], check=True, capture_output=True)
+        return shutil.which("hey") or sys.exit("hey did not install")
+    sys.exit("hey is needed: apt-get install hey")
+
+
+def make_model(folder: Path) -> tuple[Path, list[dict]]:
+    """Train a model on generated data and lay it out as the service's model folder."""
+    from components import datagen, provenance, training
+    from components.problem import load_problem
+    from components.validation import validate_frame
+    from flows.deployment import _record
+
+    spec = load_problem(ROOT / "problems" / "churn.yaml")
+    config = datagen.GeneratorConfig(rows=60_000, days=60, start=date(2026, 1, 1), seed=2)
+    valid = validate_frame(datagen.generate(config).frame.drop(columns=["label_time"]), spec).valid
+    parts = training.split_by_time(valid, spec)
+    model = training.train_model(parts.train, parts.validation, spec, training.TrainParams())
+    folder.mkdir(parents=True)
+    files = {
+        "model.ubj": training.model_bytes(model.booster),
+        "problem.json": spec.model_dump_json().encode(),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    metadata = {
+        "version": "bench",
+        "problem": spec.name,
+        "threshold": 0.3,
+        "files": {
+            n: {"sha256": provenance.sha256_hex(d), "bytes": len(d)} for n, d in files.items()
+        },
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    records = [_record(row, spec) for _, row in parts.test.head(100).iterrows()]
+    return folder, records
+
+
+def import_to_bentoml(model_dir: Path) -> str:
+    import bentoml
+
+    tag = "mlops-model:bench"
+    try:
+        bentoml.models.delete(tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    with bentoml.models.create(tag) as model:
+        for name in ("model.ubj", "problem.json", "metadata.json"):
+            shutil.copy(model_dir / name, Path(model.path) / name)
+    return tag
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"server exited with {process.returncode}")
+        try:
+            if httpx.post(f"{url}/predict", content=b'{"records": []}', timeout=2).status_code:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    sys.exit(f"{url} not ready")
+
+
+def start(kind: str, port: int, env: dict, workers: int) -> subprocess.Popen:
+    bin_dir = Path(sys.executable).parent
+    if kind == "fastapi":
+        cmd = [
+            str(bin_dir / "uvicorn"),
+            "benchmarks.fastapi_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        cmd = [
+            str(bin_dir / "bentoml"),
+            "serve",
+            "bentos.service:PredictionService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def hey(binary: str, url: str, body: Path, clients: int, seconds: int) -> dict:
+    out = subprocess.run(
+        [
+            binary,
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(clients),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body),
+            "-disable-keepalive=false",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"), out))
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    errors = len(re.findall(r"Error distribution", out))
+    non2xx = sum(n for c, n in codes.items() if not 200 <= c < 300)
+    return {
+        "rps": rps,
+        "p50": float(lat.get("50", "nan")) * 1000,
+        "p99": float(lat.get("99", "nan")) * 1000,
+        "non2xx": non2xx,
+        "errors": errors,
+    }
+
+
+def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
+    from components.online import OnlineModel
+
+    online = OnlineModel.open(model_dir)
+    parsed = online.validator.validate_each(records)[0]
+    out = {}
+    for size in (1, 100):
+        matrix = online.predictor.matrix(parsed[:size])
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            online.predictor.booster.inplace_predict(matrix)
+            done += 1
+        out[size] = done / (time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5, help="per measurement")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", default="1,8,32")
+    args = parser.parse_args()
+    binary = ensure_hey()
+    clients = [int(c) for c in args.clients.split(",")]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
+        model_dir, records = make_model(tmp / "model")
+        tag = import_to_bentoml(model_dir)
+        bodies = {}
+        for size in (1, 100):
+            bodies[size] = tmp / f"body{size}.json"
+            bodies[size].write_text(json.dumps({"records": records[:size]}))
+        base_env = {
+            **os.environ,
+            "MLOPS_MODEL_TAG": tag,
+            "MODEL_DIR": str(model_dir),
+            "MLOPS_SERVE_WORKERS": str(args.workers),
+            "MLOPS_STORE": str(tmp / "store"),
+            "MLOPS_SERVE_API_KEY": "",
+        }
+        servers = {
+            "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
+            "bento": {**base_env, "MLOPS_CAPTURE": "false"},
+            "fastapi": base_env,
+        }
+        results = {}
+        for port, (name, env) in enumerate(servers.items(), start=38100):
+            kind = "fastapi" if name == "fastapi" else "bento"
+            process = start(kind, port, env, args.workers)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(url, process)
+                for size, body in bodies.items():
+                    hey(binary, f"{url}/predict", body, 4, 1)  # warm-up
+                    for c in clients:
+                        results[(name, size, c)] = hey(
+                            binary, f"{url}/predict", body, c, args.seconds
+                        )
+                        print(
+                            f"  {name:<14} {size:>3} rec  c={c:<3} "
+                            f"{results[(name, size, c)]['rps']:>9.0f} req/s",
+                            flush=True,
+                        )
+            finally:
+                os.killpg(process.pid, 15)
+                process.wait(30)
+        raw = in_process(model_dir, records)
+
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} workers per server, {args.seconds} s per "
+        "cell, hey on the same machine\n"
+    )
+    print(
+        f"{'server':<15}{'records':>8}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'non-2xx':>9}{'x fastapi':>11}"
+    )
+    for (name, size, c), r in results.items():
+        ratio = r["rps"] / results[("fastapi", size, c)]["rps"]
+        print(
+            f"{name:<15}{size:>8}{c:>8}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+            f"{r['non2xx']:>9}{ratio:>11.2f}"
+        )
+    for size, rate in raw.items():
+        print(
+            f"{'in-process':<15}{size:>8}{1:>8}{rate:>10.0f}   (inplace_predict calls/s, "
+            "no HTTP, no validation)"
+        )
+    capture_cost = [
+        1 - results[("bento+capture", s, c)]["rps"] / results[("bento", s, c)]["rps"]
+        for s in (1, 100)
+        for c in clients
+    ]
+    print(
+        f"\ncapture cost (1 - capture on / off, req/s): "
+        f"{', '.join(f'{x:+.0%}' for x in capture_cost)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

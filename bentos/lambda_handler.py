@@ -1,0 +1,44 @@
+"""AWS Lambda entry point: Mangum over the BentoML service's ASGI app.
+
+Mangum's `lifespan="auto"` runs the ASGI lifespan (BentoML's start-up: the service's
+__init__, which loads and verifies the model) around every invocation. Here the lifespan is
+entered once per container, on an event loop that lives as long as the container; Mangum
+runs with `lifespan="off"` on that same loop and each invocation only handles its request.
+The container is built lazily on the first invocation, never at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+_container: _Container | None = None
+
+
+class _Container:
+    def __init__(self) -> None:
+        from asgi_lifespan import LifespanManager
+        from mangum import Mangum
+
+        from bentos.service import PredictionService
+
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.app = PredictionService.to_asgi()
+        self.lifespan = LifespanManager(self.app, startup_timeout=300, shutdown_timeout=60)
+        self.loop.run_until_complete(self.lifespan.__aenter__())
+        # The manager's app passes the lifespan's state to each request, as a server does.
+        self.handler = Mangum(self.lifespan.app, lifespan="off", api_gateway_base_path="/")
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.lifespan.__aexit__(None, None, None))
+        self.loop.close()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The function's handler (image CMD: bentos.lambda_handler.handler)."""
+    global _container
+    if _container is None:
+        _container = _Container()
+    asyncio.set_event_loop(_container.loop)
+    return _container.handler(event, context)

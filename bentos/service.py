@@ -1,0 +1,108 @@
+"""The BentoML service: a thin HTTP adapter over `components.online.OnlineModel`.
+
+BentoML runs the workers, the health and readiness probes (/healthz, /livez, /readyz),
+metrics and packaging; the endpoints are a small FastAPI app mounted in the service so that
+every client mistake gets the status it deserves (400, 401, 404, 409, 413, 422) with
+field-level detail, and so that the request model, generated from the problem file at
+start-up, validates bodies straight from bytes. Each endpoint calls one method of the
+component. No adaptive batching: a predict request already carries a list of records, and a
+single record at low load must not wait for a batch window.
+
+Configuration comes from MLOPS_* variables (components.settings.Settings); the model is the
+BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from bentos.guard import BodyTooLarge, Guard
+from components.capture import Capture, CaptureConfig
+from components.online import OnlineModel, ServingOptions
+from components.problem import ProblemSpec
+from components.serving import RequestError
+from components.settings import Settings
+from components.store import store_from_settings
+
+api = FastAPI(title="mlops prediction service", docs_url=None, redoc_url=None)
+api.add_middleware(Guard, settings=Settings)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _error(exc: RequestError) -> Response:
+    return _json(exc.body(), exc.status)
+
+
+@bentoml.service(
+    name="mlops_prediction",
+    workers=int(os.environ.get("MLOPS_SERVE_WORKERS", "2")),
+    traffic={"timeout": 30},
+)
+@bentoml.asgi_app(api, path="/")
+class PredictionService:
+    model_ref = bentoml.models.BentoModel(os.environ.get("MLOPS_MODEL_TAG", "mlops-model:latest"))
+
+    def __init__(self) -> None:
+        settings = Settings()
+        capture = None
+        model_dir = self.model_ref.path
+        if settings.capture:
+            capture = _capture(settings, model_dir)
+        options = ServingOptions(
+            max_records=settings.serve_max_records,
+            flag_unknown_categories=settings.serve_flag_unknown_categories,
+            id_secret=settings.prediction_id_secret.encode()
+            if settings.prediction_id_secret
+            else None,
+        )
+        self.online = OnlineModel.open(model_dir, options=options, capture=capture)
+        if capture is not None:
+            capture.start()
+
+    @api.post("/predict")
+    async def predict(self, request: Request) -> Response:
+        try:
+            return _json(self.online.predict(await request.body()))
+        except RequestError as exc:
+            return _error(exc)
+        except BodyTooLarge as exc:
+            return _json({"error": str(exc), "detail": []}, 413)
+
+    @api.post("/feedback")
+    async def feedback(self, request: Request) -> Response:
+        try:
+            return _json(self.online.feedback(await request.body()))
+        except RequestError as exc:
+            return _error(exc)
+        except BodyTooLarge as exc:
+            return _json({"error": str(exc), "detail": []}, 413)
+
+    @api.get("/metadata")
+    async def metadata(self) -> Response:
+        return _json(self.online.metadata())
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Flush captured predictions before the worker exits (SIGTERM loses nothing)."""
+        self.online.close()
+
+
+def _capture(settings: Settings, model_dir: str) -> Capture:
+    spec = ProblemSpec.model_validate_json((Path(model_dir) / "problem.json").read_bytes())
+    worker = f"{socket.gethostname()}-{os.getpid()}"
+    return Capture(
+        store_from_settings(settings),
+        spec,
+        worker_id=worker,
+        config=CaptureConfig(flush_interval_s=settings.capture_flush_s),
+    )

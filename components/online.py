@@ -1,0 +1,224 @@
+"""The online model: what the BentoML service adapts to HTTP, with no web framework here.
+
+`OnlineModel.open(model_dir, ...)` loads a packaged model version (the registry's files:
+model.ubj, problem.json, metadata.json), verifies every checksum, and answers:
+
+- `predict(body)`: validate a JSON body, score it, capture it (off the request path);
+- `feedback(body)`: store an observed label for a prediction id, idempotently;
+- `metadata()`: version, problem, metrics.
+
+Every client mistake raises `serving.RequestError` with its status. Prediction ids carry an
+HMAC tag, so any worker (or a restarted one) can tell an id this deployment issued from an
+unknown one without shared state: feedback for an unknown id is a 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from components import training
+from components.capture import Capture, FeedbackConflictError
+from components.problem import ProblemSpec
+from components.serving import Predictor, RequestError, Validator
+
+_TAG_HEX = 16
+
+
+class ModelFilesError(RuntimeError):
+    """A packaged model whose files are missing or do not match their checksums."""
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    max_records: int = 1000
+    flag_unknown_categories: bool = False
+    id_secret: bytes | None = None  # None: derived from the model, stable across workers
+
+
+class PredictionIds:
+    """Issues ids of the form <32 random hex><16 hex HMAC tag> and recognises them."""
+
+    def __init__(self, secret: bytes):
+        self._secret = secret
+
+    def new(self) -> str:
+        token = secrets.token_hex(16)
+        return token + self._tag(token)
+
+    def issued(self, prediction_id: str) -> bool:
+        if len(prediction_id) != 32 + _TAG_HEX:
+            return False
+        token, tag = prediction_id[:32], prediction_id[32:]
+        return hmac.compare_digest(tag, self._tag(token))
+
+    def _tag(self, token: str) -> str:
+        return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()[:_TAG_HEX]
+
+
+class OnlineModel:
+    def __init__(
+        self,
+        spec: ProblemSpec,
+        metadata: dict,
+        predictor: Predictor,
+        validator: Validator,
+        ids: PredictionIds,
+        capture: Capture | None,
+    ):
+        self.spec = spec
+        self._metadata = metadata
+        self.predictor = predictor
+        self.validator = validator
+        self.ids = ids
+        self.capture = capture
+        self._feedback = _feedback_model(spec)
+
+    @classmethod
+    def open(
+        cls,
+        model_dir: str | Path,
+        *,
+        options: ServingOptions = ServingOptions(),
+        capture: Capture | None = None,
+        nthread: int = 1,
+    ) -> OnlineModel:
+        """Load and verify a packaged model version from a folder."""
+        folder = Path(model_dir)
+        metadata = _verified_metadata(folder)
+        spec = ProblemSpec.model_validate_json((folder / "problem.json").read_bytes())
+        booster = training.load_model((folder / "model.ubj").read_bytes(), nthread=nthread)
+        ids = PredictionIds(options.id_secret or _derived_secret(metadata))
+        predictor = Predictor(
+            spec,
+            booster,
+            version=metadata["version"],
+            threshold=metadata.get("threshold"),
+            new_id=ids.new,
+        )
+        validator = Validator(
+            spec, max_records=options.max_records, flag_unknown=options.flag_unknown_categories
+        )
+        return cls(spec, metadata, predictor, validator, ids, capture)
+
+    def predict(self, body: bytes) -> dict:
+        records = self.validator.parse(body)
+        answers = self.predictor.predict(records)
+        if self.capture is not None:
+            self.capture.record([r.__dict__ for r in records], answers)
+        return {"predictions": answers}
+
+    def feedback(self, body: bytes) -> dict:
+        try:
+            item = self._feedback.model_validate_json(body)
+        except ValidationError as exc:
+            detail = [
+                {
+                    "field": ".".join(map(str, e["loc"])) or "(request)",
+                    "message": e["msg"],
+                    "type": e["type"],
+                }
+                for e in exc.errors()
+            ]
+            status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422
+            raise RequestError(status, "invalid feedback", detail) from None
+        if not self.ids.issued(item.prediction_id):
+            raise RequestError(
+                404,
+                f"unknown prediction id {item.prediction_id!r}: it was "
+                "not issued by this deployment",
+            )
+        if self.capture is None:
+            raise RequestError(503, "feedback is not stored: capture is off in this service")
+        try:
+            created = self.capture.record_feedback(item.prediction_id, item.label)
+        except FeedbackConflictError as exc:
+            raise RequestError(409, str(exc)) from None
+        return {
+            "prediction_id": item.prediction_id,
+            "stored": created,
+            "status": "recorded" if created else "already recorded",
+        }
+
+    def metadata(self) -> dict:
+        keys = (
+            "version",
+            "created_at",
+            "snapshot_id",
+            "metrics",
+            "baseline",
+            "threshold",
+            "code_version",
+        )
+        return {
+            **{k: self._metadata.get(k) for k in keys},
+            "problem": self.spec.name,
+            "task": self.spec.task,
+            "target": self.spec.target,
+            "features": {
+                n: self.spec.features[n].model_dump(exclude_none=True)
+                for n in self.spec.input_features
+            },
+            "max_records": self.validator.max_records,
+        }
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.close()
+
+
+def _feedback_model(spec: ProblemSpec) -> type[BaseModel]:
+    target = spec.features[spec.target]
+    label: Any = float
+    if spec.is_classification:
+        label = int
+    options: dict[str, Any] = {"strict": True}
+    if spec.is_classification:
+        options.update(ge=0, le=1)
+    elif target.min is not None or target.max is not None:
+        options.update(ge=target.min, le=target.max)
+    return create_model(
+        "Feedback",
+        __config__=ConfigDict(extra="forbid"),
+        prediction_id=(str, Field(..., min_length=1, max_length=100)),
+        label=(label, Field(..., **options)),
+    )
+
+
+def _verified_metadata(folder: Path) -> dict:
+    try:
+        metadata = json.loads((folder / "metadata.json").read_bytes())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFilesError(f"{folder}/metadata.json: cannot be read ({exc})") from None
+    problems = []
+    for name in ("model.ubj", "problem.json"):
+        expected = metadata.get("files", {}).get(name)
+        path = folder / name
+        if expected is None or not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected["sha256"]:
+            problems.append(
+                f"{name}: sha256 {actual[:12]}… does not match "
+                f"{expected['sha256'][:12]}… in metadata.json"
+            )
+    if problems:
+        raise ModelFilesError(
+            f"{folder}: refusing to serve a tampered or incomplete model: " + "; ".join(problems)
+        )
+    return metadata
+
+
+def _derived_secret(metadata: dict) -> bytes:
+    # Stable for one model version in every worker and restart; MLOPS_PREDICTION_ID_SECRET
+    # overrides it (ids then survive a model change, and cannot be forged by clients).
+    seed = f"{metadata.get('problem')}:{metadata['files']['model.ubj']['sha256']}"
+    return hashlib.sha256(seed.encode()).digest()
