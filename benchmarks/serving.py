@@ -17,6 +17,7 @@ allowed (root).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -82,10 +83,8 @@ def import_to_bentoml(model_dir: Path) -> str:
     import bentoml
 
     tag = "mlops-model:bench"
-    try:
+    with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tag)
-    except bentoml.exceptions.NotFound:
-        pass
     with bentoml.models.create(tag) as model:
         for name in ("model.ubj", "problem.json", "metadata.json"):
             shutil.copy(model_dir / name, Path(model.path) / name)

@@ -63,7 +63,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise BodyTooLarge(self._too_large(seen))
+                    raise BodyTooLargeError(self._too_large(seen))
             return message
 
         return wrapped
@@ -75,7 +75,7 @@ class Guard:
         )
 
 
-class BodyTooLarge(Exception):
+class BodyTooLargeError(Exception):
     """Raised while streaming a body past the limit; the app answers 413 (see service)."""
 
 

@@ -54,7 +54,7 @@ SERVING_PACKAGES = (
 )
 
 
-class SmokeTestFailed(RuntimeError):
+class SmokeTestError(RuntimeError):
     """The built bento did not answer as the registry model does; it must not ship."""
 
 
@@ -222,19 +222,19 @@ def smoke_test(
     passed = []
     response = httpx.post(f"{url}/predict", json={"records": records}, headers=headers, timeout=30)
     if response.status_code != 200:
-        raise SmokeTestFailed(f"predict answered {response.status_code}: {response.text[:500]}")
+        raise SmokeTestError(f"predict answered {response.status_code}: {response.text[:500]}")
     got = np.array([p.get("probability", p.get("value")) for p in response.json()["predictions"]])
     worst = float(np.max(np.abs(got - expected))) if len(got) == len(expected) else np.inf
     if worst > tolerance:
-        raise SmokeTestFailed(f"predictions differ from the registry model's by up to {worst}")
+        raise SmokeTestError(f"predictions differ from the registry model's by up to {worst}")
     passed.append(f"{len(records)} known answers match the registry model (max diff {worst:.1e})")
     bad = httpx.post(
         f"{url}/predict", json={"records": [{"nonsense": 1}]}, headers=headers, timeout=30
     )
     if bad.status_code != 422:
-        raise SmokeTestFailed(f"a bad request got {bad.status_code}, expected 422")
+        raise SmokeTestError(f"a bad request got {bad.status_code}, expected 422")
     passed.append("a bad request is refused with 422")
     if httpx.get(f"{url}/metadata", timeout=10).status_code != 200:
-        raise SmokeTestFailed("metadata did not answer 200")
+        raise SmokeTestError("metadata did not answer 200")
     passed.append("metadata answers")
     return passed

@@ -23,7 +23,7 @@ import bentoml
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from bentos.guard import BodyTooLarge, Guard
+from bentos.guard import BodyTooLargeError, Guard
 from components.capture import Capture, CaptureConfig
 from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
@@ -75,7 +75,7 @@ class PredictionService:
             return _json(self.online.predict(await request.body()))
         except RequestError as exc:
             return _error(exc)
-        except BodyTooLarge as exc:
+        except BodyTooLargeError as exc:
             return _json({"error": str(exc), "detail": []}, 413)
 
     @api.post("/feedback")
@@ -84,7 +84,7 @@ class PredictionService:
             return _json(self.online.feedback(await request.body()))
         except RequestError as exc:
             return _error(exc)
-        except BodyTooLarge as exc:
+        except BodyTooLargeError as exc:
             return _json({"error": str(exc), "detail": []}, 413)
 
     @api.get("/metadata")
