@@ -6,52 +6,41 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 PROTECTED_DEFAULT = ("/predict", "/feedback")
 
 
-class Guard:
-    def __init__(
-        self,
-        app,
-        *,
-        settings: Callable[[], Any] | None = None,
-        max_body_bytes: int | None = None,
-        api_key: str | None = None,
-        protected: Iterable[str] = PROTECTED_DEFAULT,
-    ):
-        """Limits come from `settings()` (components.settings.Settings: serve_max_body_bytes,
-        serve_api_key) unless given. Starlette builds middleware on the first request, so
-        settings are read then, never at import."""
-        if settings is not None:
-            loaded = settings()
-            max_body_bytes = max_body_bytes or loaded.serve_max_body_bytes
-            api_key = api_key or loaded.serve_api_key
-        if max_body_bytes is None:
-            raise ValueError("Guard needs max_body_bytes or settings")
-        self.app = app
+@dataclass
+class GuardConfig:
+    """The guard's limits; the service sets them from its settings when it starts."""
+
+    max_body_bytes: int = 1_048_576
+    api_key: bytes | None = None
+
+    def update(self, *, max_body_bytes: int, api_key: str | None) -> None:
         self.max_body_bytes = max_body_bytes
         self.api_key = api_key.encode() if api_key else None
+
+
+class Guard:
+    def __init__(self, app, *, config: GuardConfig, protected: Iterable[str] = PROTECTED_DEFAULT):
+        self.app = app
+        self.config = config
         self.protected = tuple(protected)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if self.api_key and path.endswith(self.protected) and not self._authorised(scope):
+        key = self.config.api_key
+        if key and path.endswith(self.protected) and not _authorised(scope, key):
             return await _reply(send, 401, "missing or wrong API key (header X-API-Key)")
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        if declared is not None and declared > self.config.max_body_bytes:
             return await _reply(send, 413, self._too_large(declared))
         return await self.app(scope, self._limited(receive, send), send)
-
-    def _authorised(self, scope) -> bool:
-        for name, value in scope.get("headers", []):
-            if name == b"x-api-key":
-                return hmac.compare_digest(value, self.api_key)
-        return False
 
     def _limited(self, receive, send):
         """Count bytes of a body sent without (or with a false) Content-Length."""
@@ -62,7 +51,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > self.config.max_body_bytes:
                     raise BodyTooLargeError(self._too_large(seen))
             return message
 
@@ -70,13 +59,20 @@ class Guard:
 
     def _too_large(self, size: int) -> str:
         return (
-            f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} "
+            f"request body of {size} bytes exceeds the limit of {self.config.max_body_bytes} "
             "bytes (MLOPS_SERVE_MAX_BODY_BYTES)"
         )
 
 
 class BodyTooLargeError(Exception):
     """Raised while streaming a body past the limit; the app answers 413 (see service)."""
+
+
+def _authorised(scope, key: bytes) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"x-api-key":
+            return hmac.compare_digest(value, key)
+    return False
 
 
 def _content_length(scope) -> int | None:

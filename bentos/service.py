@@ -23,7 +23,7 @@ import bentoml
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from bentos.guard import BodyTooLargeError, Guard
+from bentos.guard import BodyTooLargeError, Guard, GuardConfig
 from components.capture import Capture, CaptureConfig
 from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
@@ -32,7 +32,8 @@ from components.settings import Settings
 from components.store import store_from_settings
 
 api = FastAPI(title="mlops prediction service", docs_url=None, redoc_url=None)
-api.add_middleware(Guard, settings=Settings)
+guard = GuardConfig()  # set from the settings when the service starts in this process
+api.add_middleware(Guard, config=guard)
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -54,6 +55,7 @@ class PredictionService:
 
     def __init__(self) -> None:
         settings = Settings()
+        guard.update(max_body_bytes=settings.serve_max_body_bytes, api_key=settings.serve_api_key)
         capture = None
         model_dir = self.model_ref.path
         if settings.capture:

@@ -1,13 +1,30 @@
-"""Shared fixtures. Prefect runs against one temporary server for the whole session."""
+"""Shared fixtures. Prefect runs against one temporary server for the whole session;
+BentoML keeps its models and bentos in a temporary home, never the developer's."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 
 import pytest
 
 # No telemetry from the temporary Prefect server: tests only ever contact 127.0.0.1.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# BentoML reads its home when first imported: point it at a throwaway folder before that.
+_BENTOML_HOME = tempfile.mkdtemp(prefix="bentoml-home-")
+os.environ["BENTOML_HOME"] = _BENTOML_HOME
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+MODEL_TAG = "mlops-model:test"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_BENTOML_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +34,55 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    tag: str
+    folder: Path
+    records: list[dict]  # 100 valid request records
+    expected: list[float]  # the model's own predictions for them (pandas path)
+    threshold: float
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory) -> ServedModel:
+    """A small trained model laid out as a packaged version and imported into BentoML."""
+    import bentoml
+
+    from components import datagen, provenance, training
+    from components.problem import load_problem
+    from components.validation import validate_frame
+    from flows.deployment import _record
+
+    spec = load_problem(ROOT / "problems" / "churn.yaml")
+    config = datagen.GeneratorConfig(rows=8000, days=60, start=date(2026, 1, 1), seed=12)
+    valid = validate_frame(datagen.generate(config).frame.drop(columns=["label_time"]), spec).valid
+    parts = training.split_by_time(valid, spec)
+    model = training.train_model(
+        parts.train, parts.validation, spec, training.TrainParams(num_boost_round=60), seed=1
+    )
+    files = {
+        "model.ubj": training.model_bytes(model.booster),
+        "problem.json": spec.model_dump_json().encode(),
+    }
+    metadata = {
+        "version": "v7",
+        "problem": spec.name,
+        "threshold": 0.3,
+        "snapshot_id": "test",
+        "metrics": {"roc_auc": 0.8},
+        "files": {
+            n: {"sha256": provenance.sha256_hex(d), "bytes": len(d)} for n, d in files.items()
+        },
+    }
+    folder = tmp_path_factory.mktemp("model")
+    with bentoml.models.create(MODEL_TAG) as bento_model:
+        for target in (folder, Path(bento_model.path)):
+            for name, data in files.items():
+                (target / name).write_bytes(data)
+            (target / "metadata.json").write_text(json.dumps(metadata))
+    rows = parts.test.head(100)
+    records = [_record(row, spec) for _, row in rows.iterrows()]
+    expected = training.predict(model.booster, rows, spec).tolist()
+    return ServedModel(MODEL_TAG, folder, records, expected, 0.3)

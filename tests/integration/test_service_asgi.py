@@ -1,0 +1,126 @@
+"""The BentoML service in-process through `to_asgi()` (its lifespan runs the service's
+__init__): predictions, feedback, metadata, probes and every client mistake."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from service_cases import BAD_REQUESTS, GOOD
+from starlette.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def service_module(served_model):
+    import os
+
+    os.environ["MLOPS_MODEL_TAG"] = served_model.tag
+    return importlib.import_module("bentos.service")
+
+
+@pytest.fixture(scope="module")
+def app(service_module):
+    # One ASGI app per process: BentoML registers its Prometheus metrics when it builds one.
+    # Each TestClient below runs the app's lifespan, which creates a new service instance
+    # that reads the environment of that moment.
+    return service_module.PredictionService.to_asgi()
+
+
+def _client(app, monkeypatch, tmp_path, **env):
+    monkeypatch.setenv("MLOPS_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_S", "0.2")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(app, monkeypatch, tmp_path):
+    with _client(app, monkeypatch, tmp_path) as c:
+        yield c
+
+
+def test_probes(client):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_predictions_are_the_models_own(client, served_model):
+    response = client.post("/predict", json={"records": served_model.records})
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert len(answers) == 100
+    assert [a["probability"] for a in answers] == pytest.approx(served_model.expected, abs=1e-6)
+    assert all(a["label"] == int(a["probability"] >= served_model.threshold) for a in answers)
+    assert {a["model_version"] for a in answers} == {"v7"}
+    assert len({a["prediction_id"] for a in answers}) == 100
+
+
+def test_metadata(client):
+    meta = client.get("/metadata").json()
+    assert meta["version"] == "v7"
+    assert meta["problem"] == "churn"
+    assert "tenure_months" in meta["features"]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "body", "status", "fragment"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
+def test_client_mistakes_get_a_4xx_with_detail(client, case, path, body, status, fragment):
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert fragment in response.text
+    assert "error" in response.json()
+
+
+def test_feedback_is_idempotent_and_conflicts_are_409(client):
+    (answer,) = client.post("/predict", json={"records": [GOOD]}).json()["predictions"]
+    body = {"prediction_id": answer["prediction_id"], "label": 1}
+    first = client.post("/feedback", json=body)
+    again = client.post("/feedback", json=body)
+    assert (first.status_code, first.json()["stored"]) == (200, True)
+    assert (again.status_code, again.json()["stored"]) == (200, False)
+    assert client.post("/feedback", json={**body, "label": 0}).status_code == 409
+
+
+def test_captured_rows_reach_the_store(app, served_model, monkeypatch, tmp_path):
+    from components.capture import read_captures, read_feedback
+    from components.store import LocalStore
+
+    with _client(app, monkeypatch, tmp_path) as c:
+        answers = c.post("/predict", json={"records": served_model.records[:10]}).json()
+        first = answers["predictions"][0]["prediction_id"]
+        c.post("/feedback", json={"prediction_id": first, "label": 0})
+    store = LocalStore(tmp_path / "store")  # the lifespan has ended: everything is flushed
+    captured = read_captures(store, "churn")
+    assert sorted(captured["prediction_id"]) == sorted(
+        a["prediction_id"] for a in answers["predictions"]
+    )
+    assert read_feedback(store, "churn")["prediction_id"].tolist() == [first]
+
+
+def test_api_key_protects_predict_and_feedback(app, monkeypatch, tmp_path):
+    with _client(app, monkeypatch, tmp_path, MLOPS_SERVE_API_KEY="s3cret") as c:
+        assert c.post("/predict", json={"records": [GOOD]}).status_code == 401
+        wrong = c.post("/predict", json={"records": [GOOD]}, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401
+        ok = c.post("/predict", json={"records": [GOOD]}, headers={"X-API-Key": "s3cret"})
+        assert ok.status_code == 200
+        assert c.post("/feedback", json={}).status_code == 401
+        assert c.get("/metadata").status_code == 200
+        assert c.get("/readyz").status_code == 200
+
+
+def test_unknown_categories_can_be_flagged_instead(app, monkeypatch, tmp_path):
+    env = {"MLOPS_SERVE_FLAG_UNKNOWN_CATEGORIES": "true"}
+    with _client(app, monkeypatch, tmp_path, **env) as c:
+        response = c.post("/predict", json={"records": [{**GOOD, "region": "atlantis"}]})
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["flags"] == {"unknown_categories": ["region"]}
+
+
+def test_record_limit_is_configurable(app, monkeypatch, tmp_path):
+    with _client(app, monkeypatch, tmp_path, MLOPS_SERVE_MAX_RECORDS="2") as c:
+        response = c.post("/predict", json={"records": [GOOD] * 3})
+    assert response.status_code == 413
