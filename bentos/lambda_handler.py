@@ -25,8 +25,13 @@ class _Container:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.app = PredictionService.to_asgi()
-        self.lifespan = LifespanManager(self.app, startup_timeout=300, shutdown_timeout=60)
-        self.loop.run_until_complete(self.lifespan.__aenter__())
+
+        async def start() -> LifespanManager:
+            manager = LifespanManager(self.app, startup_timeout=300, shutdown_timeout=60)
+            await manager.__aenter__()
+            return manager
+
+        self.lifespan = self.loop.run_until_complete(start())
         # The manager's app passes the lifespan's state to each request, as a server does.
         self.handler = Mangum(self.lifespan.app, lifespan="off", api_gateway_base_path="/")
 

@@ -1,0 +1,71 @@
+"""The service under a real `bentoml serve` on 127.0.0.1 with two workers: the same cases as
+the in-process tests, and a SIGTERM that loses nothing already answered."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import httpx
+import pytest
+from service_cases import BAD_REQUESTS, GOOD
+
+from bentos.packaging import serve
+from components.capture import read_captures
+from components.store import LocalStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def running(served_model, tmp_path_factory):
+    store = tmp_path_factory.mktemp("serve-store")
+    env = {
+        "MLOPS_MODEL_TAG": served_model.tag,
+        "MLOPS_STORE": str(store),
+        "MLOPS_CAPTURE_FLUSH_S": "60",
+        "MLOPS_SERVE_API_KEY": "",
+    }
+    server = serve("bentos.service:PredictionService", env=env, workers=2)
+    yield server, store
+    server.stop()
+
+
+def test_predict_feedback_metadata(running, served_model):
+    server, _ = running
+    response = httpx.post(f"{server.url}/predict", json={"records": served_model.records})
+    assert response.status_code == 200
+    probabilities = [a["probability"] for a in response.json()["predictions"]]
+    assert probabilities == pytest.approx(served_model.expected, abs=1e-6)
+    first = response.json()["predictions"][0]["prediction_id"]
+    feedback = httpx.post(f"{server.url}/feedback", json={"prediction_id": first, "label": 1})
+    assert feedback.status_code == 200
+    assert httpx.get(f"{server.url}/metadata").json()["version"] == "v7"
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "body", "status", "fragment"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
+def test_client_mistakes(running, case, path, body, status, fragment):
+    server, _ = running
+    response = httpx.post(
+        f"{server.url}{path}", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert fragment in response.text
+
+
+def test_sigterm_loses_no_answered_prediction(running):
+    # The flush interval is 60 s, so whatever reaches the store was flushed at shutdown.
+    server, store = running
+    with httpx.Client() as client, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post(f"{server.url}/predict", json={"records": [GOOD, GOOD]}),
+                range(40),
+            )
+        )
+    ids = {a["prediction_id"] for r in answers for a in r.json()["predictions"]}
+    assert len(ids) == 80
+    assert server.stop() == 0
+    captured = set(read_captures(LocalStore(store), "churn")["prediction_id"])
+    assert ids <= captured
