@@ -124,18 +124,6 @@ def _request_error(exc: ValidationError, max_records: int) -> RequestError:
     detail = [_detail(e) for e in errors]
     return RequestError(422, f"{len(detail)} invalid field(s)", detail)
 
-    def validate_each(self, records: Sequence[Any]) -> tuple[list[BaseModel], dict[int, str]]:
-        """Batch variant: valid records, and for each invalid record's position its reasons."""
-        valid, errors = [], {}
-        for i, raw in enumerate(records):
-            try:
-                valid.append(self.record.model_validate(raw))
-            except ValidationError as exc:
-                errors[i] = "; ".join(
-                    f"{d['field']}: {d['message']}" for d in map(_detail, exc.errors())
-                )
-        return valid, errors
-
 
 def _detail(error: dict) -> dict:
     loc = [str(p) for p in error["loc"]]
