@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -107,9 +108,12 @@ def _canonical(name: str) -> str:
 
 
 def build_bento(tag: str, *, version_label: str) -> str:
-    """Build the service around model `tag`; return the bento's tag."""
+    """Build the service around model `tag`; return the bento's tag (an existing bento of
+    the same version is reused: bentos are immutable)."""
     import bentoml
 
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        return str(bentoml.get(f"mlops-prediction:{version_label}").tag)
     bento = bentoml.bentos.build(
         service=SERVICE,
         name="mlops-prediction",
@@ -118,7 +122,8 @@ def build_bento(tag: str, *, version_label: str) -> str:
         include=["bentos/*.py", "components/*.py"],
         labels={"model": tag},
         python={"packages": pinned_requirements()},
-        envs=[{"name": "MLOPS_MODEL_TAG", "value": tag}],
+        # The bento holds only this model, so the service's default tag
+        # (mlops-model:latest) resolves to it.
         models=[tag],
     )
     return str(bento.tag)

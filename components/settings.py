@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         None, description="S3 endpoint override (moto, MinIO, LocalStack); None means AWS."
     )
     aws_region: str = Field("us-east-1", description="Region for the AWS clients.")
+    aws_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint override for Lambda, ECR, CloudWatch, SageMaker and SNS "
+        "(moto, LocalStack); None means AWS.",
+    )
     s3_max_attempts: int = Field(5, ge=1, description="botocore retries for transient errors.")
 
     # Serving (read by the BentoML service in each worker).

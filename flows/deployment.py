@@ -227,7 +227,112 @@ def local_stop(problem: str) -> LocalServer | None:
 class DeployParams(BaseModel):
     problem: Path = Path("problems/churn.yaml")
     target: Literal["local", "lambda", "sagemaker"] = "local"
-    version: str | None = None
+    version: str | None = Field(None, description="Registry version; None: the champion")
     store: str | None = None
+    # local
+    action: Literal["start", "status", "stop"] = "start"
     port: int | None = None
-    workers: int = 2
+    workers: int = Field(2, ge=1)
+    # lambda and sagemaker: the image is built from the bento by CI (see infra/aws/README.md)
+    image_uri: str | None = None
+    role_arn: str | None = None
+    function_name: str | None = None
+    repository: str | None = None
+    canary_weight: float = Field(0.1, gt=0, lt=1)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    min_invocations: int = Field(100, ge=1)
+    bake_seconds: float = Field(600, ge=0)
+    poll_seconds: float = Field(60, gt=0)
+    endpoint_name: str | None = None
+    memory_mb: int = 2048
+
+
+def _aws(service: str, settings: Settings):
+    import boto3
+
+    return boto3.client(
+        service, endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region
+    )
+
+
+def _require(params: DeployParams, *names: str) -> None:
+    missing = [n for n in names if getattr(params, n) is None]
+    if missing:
+        raise ValueError(
+            f"--target {params.target} needs "
+            + ", ".join("--" + n.replace("_", "-") for n in missing)
+        )
+
+
+@task
+def deploy_local(params: DeployParams, problem: str, bento: str | None) -> dict:
+    if params.action == "status":
+        server = local_status(problem)
+        return {"running": server is not None, **(server.model_dump() if server else {})}
+    if params.action == "stop":
+        server = local_stop(problem)
+        return {"stopped": server is not None, **(server.model_dump() if server else {})}
+    server = local_start(bento, problem, port=params.port, workers=params.workers)
+    return {"running": True, **server.model_dump()}
+
+
+@task
+def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict:
+    from components.deploy_aws import LambdaTarget, deploy_lambda
+
+    _require(params, "image_uri", "role_arn", "function_name", "repository")
+    target = LambdaTarget(
+        function_name=params.function_name,
+        role_arn=params.role_arn,
+        repository=params.repository,
+        memory_mb=params.memory_mb,
+        environment={"MLOPS_STORE": settings.store},
+    )
+    return deploy_lambda(
+        _aws("lambda", settings),
+        _aws("ecr", settings),
+        _aws("cloudwatch", settings),
+        target,
+        params.image_uri,
+        canary_weight=params.canary_weight,
+        max_error_rate=params.max_error_rate,
+        min_invocations=params.min_invocations,
+        bake_seconds=params.bake_seconds,
+        poll_seconds=params.poll_seconds,
+    )
+
+
+@task
+def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) -> dict:
+    from components.deploy_aws import SageMakerTarget, deploy_sagemaker
+
+    _require(params, "image_uri", "role_arn", "endpoint_name")
+    target = SageMakerTarget(
+        endpoint_name=params.endpoint_name,
+        role_arn=params.role_arn,
+        image_uri=params.image_uri,
+        memory_mb=params.memory_mb,
+        environment={"MLOPS_STORE": settings.store},
+    )
+    return deploy_sagemaker(_aws("sagemaker", settings), target, version)
+
+
+@flow(name="deploy")
+def deploy(params: DeployParams | None = None) -> dict:
+    """Serve locally, or roll an image out to Lambda (canary) or SageMaker Serverless."""
+    params = params or DeployParams()
+    settings = Settings()
+    spec = load_problem(params.problem)
+    if params.target == "local":
+        bento = None
+        if params.action == "start":
+            result = package(
+                PackageParams(problem=params.problem, version=params.version, store=params.store)
+            )
+            bento = result.bento_tag
+        return deploy_local(params, spec.name, bento)
+    if params.target == "lambda":
+        return deploy_to_lambda(params, settings)
+    store = store_from_settings(settings, params.store)
+    version = resolve_version(Registry(store, spec.name), params.version)
+    return deploy_to_sagemaker(params, settings, version)
