@@ -39,12 +39,12 @@ import re
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,7 +55,8 @@ from components.store import KeyNotFoundError, ObjectExistsError, Store
 
 logger = logging.getLogger(__name__)
 
-BASE_COLUMNS = ("prediction_id", "captured_at", "model_version")
+PREDICTION_ID, CAPTURED_AT = "prediction_id", "captured_at"
+BASE_COLUMNS = (PREDICTION_ID, CAPTURED_AT, "model_version")
 CLASSIFICATION_OUTPUTS = ("probability", "label")
 REGRESSION_OUTPUTS = ("value",)
 FLAGS_COLUMN = "flags"
@@ -172,8 +173,9 @@ class Capture:
         self._types = _arrow_types(spec, self.outputs)
         self._width = parse_window(config.window)
 
-        self._cond = threading.Condition()  # guards _rows, _unwritten, _closing
+        self._cond = threading.Condition()  # guards _rows, _tables, _unwritten, _closing
         self._rows: list[tuple] = []
+        self._tables: list[pa.Table] = []  # whole requests captured as columns
         self._unwritten = 0  # rows buffered or encoded but not yet stored
         self._closing = False
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
@@ -187,7 +189,13 @@ class Capture:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the daemon thread that flushes every ``flush_interval_s`` (idempotent)."""
+        """Start the daemon thread that flushes every ``flush_interval_s`` (idempotent).
+
+        With profiles on, whylogs is imported here, at start-up: importing it takes over a
+        second of the GIL, which inside the first flush would stall the requests in flight.
+        """
+        if self.profile:
+            profiling.warm_up()
         with self._cond:
             if self._closing:
                 raise RuntimeError("this Capture is closed; create a new one")
@@ -252,13 +260,46 @@ class Capture:
             return
         at = _as_utc(received_at if received_at is not None else self.clock())
         rows = [self._row(f, a, at) for f, a in zip(features, answers, strict=True)]
+        self._buffer(rows=rows)
+
+    def record_columns(
+        self, columns: Mapping[str, Any], rows: int, *, received_at: datetime | None = None
+    ) -> None:
+        """Buffer a whole request given as columns (NumPy arrays or lists, one value per
+        row; NaN in a numeric column means null; `model_version` may be one string). Costs
+        a few Arrow conversions per request instead of work per cell, which matters for
+        requests of many records. Missing columns are null; same backpressure as record()."""
+        if rows <= 0:
+            return
+        at = _as_utc(received_at if received_at is not None else self.clock())
+        if not columns.get(PREDICTION_ID):
+            raise ValueError("columns need prediction_id")
+        arrays = []
+        for name in self.columns:
+            declared = self._types[name]
+            if name == CAPTURED_AT:
+                values: Any = [at] * rows
+            else:
+                values = columns.get(name)
+                if values is None:
+                    values = [None] * rows
+                elif isinstance(values, str):
+                    values = [values] * rows
+            arrays.append(_column_array(values, declared))
+        self._buffer(table=pa.Table.from_arrays(arrays, names=list(self.columns)))
+
+    def _buffer(self, *, rows: list[tuple] | None = None, table: pa.Table | None = None) -> None:
+        size = len(rows) if rows is not None else table.num_rows
         while True:
             with self._cond:
                 if self._closing:
                     raise RuntimeError("this Capture is closed: it no longer records")
                 if self._unwritten < self.config.max_buffered_rows:
-                    self._rows.extend(rows)
-                    self._unwritten += len(rows)
+                    if rows is not None:
+                        self._rows.extend(rows)
+                    else:
+                        self._tables.append(table)
+                    self._unwritten += size
                     return
                 if self._flusher_alive():
                     self._wake.set()
@@ -321,17 +362,19 @@ class Capture:
         with self._flush_lock:
             with self._cond:
                 rows, self._rows = self._rows, []
-            if rows:
+                tables, self._tables = self._tables, []
+            if rows or tables:
                 try:
-                    self._pending.extend(self._encode(rows))
+                    self._pending.extend(self._encode(rows, tables))
                 except Exception:
                     logger.exception(
                         "capture %s: could not encode %d rows; keeping them",
                         self.spec.name,
-                        len(rows),
+                        len(rows) + sum(t.num_rows for t in tables),
                     )
                     with self._cond:
                         self._rows[:0] = rows
+                        self._tables[:0] = tables
                     return 0, False
             written = self._write_pending()
             return written, not self._pending
@@ -383,20 +426,36 @@ class Capture:
         self._seq += 1
         return f"{folder}/{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}{suffix}"
 
-    def _encode(self, rows: list[tuple]) -> list[_Pending]:
-        """Parquet chunks per hour partition, then one profile per window."""
+    def _encode(self, rows: list[tuple], tables: list[pa.Table]) -> list[_Pending]:
+        """Parquet chunks per hour partition, then one profile per window. Every row is
+        turned into Arrow once; partitions are cut from the one table."""
+        parts = ([self._table(rows)] if rows else []) + tables
+        # Columns kept "as given" may differ in type between parts: let Arrow reconcile them.
+        table = (
+            pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else (parts[0])
+        )
+        stamps = table.column(CAPTURED_AT).to_numpy().astype("datetime64[us]").astype(np.int64)
         out = []
-        for hour, part in _group(rows, lambda at: at.replace(minute=0, second=0, microsecond=0)):
+        hour_us = 3_600_000_000
+        hours = stamps // hour_us
+        for hour_key in np.unique(hours):
+            hour = datetime.fromtimestamp(int(hour_key) * 3600, tz=UTC)
+            part = table.filter(pa.array(hours == hour_key))
             folder = f"captures/{self.spec.name}/date={hour:%Y-%m-%d}/hour={hour:%H}"
-            for i in range(0, len(part), self.config.chunk_rows):
-                chunk = part[i : i + self.config.chunk_rows]
-                data = _parquet_bytes(self._table(chunk))
+            for i in range(0, part.num_rows, self.config.chunk_rows):
+                chunk = part.slice(i, self.config.chunk_rows)
+                data = _parquet_bytes(chunk)
                 out.append(
-                    _Pending(self._key(folder, ".parquet"), data, len(chunk), folder, ".parquet")
+                    _Pending(
+                        self._key(folder, ".parquet"), data, chunk.num_rows, folder, ".parquet"
+                    )
                 )
         if self.profile:
-            for start, part in _group(rows, lambda at: window_start(at, self._width)):
-                data = self._profile(part)
+            width_us = int(self._width.total_seconds() * 1_000_000)
+            windows = stamps // width_us
+            for window_key in np.unique(windows):
+                start = datetime.fromtimestamp(int(window_key) * width_us / 1e6, tz=UTC)
+                data = self._profile(table.filter(pa.array(windows == window_key)))
                 if data is not None:
                     folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
                     out.append(_Pending(self._key(folder, ".bin"), data, 0, folder, ".bin"))
@@ -410,17 +469,16 @@ class Capture:
         ]
         return pa.Table.from_arrays(arrays, names=list(self.columns))
 
-    def _profile(self, rows: list[tuple]) -> bytes | None:
+    def _profile(self, table: pa.Table) -> bytes | None:
         # A profile that cannot be computed must not hold the rows back: log and go on.
         names = [*self.spec.input_features, *self.outputs]
         try:
-            frame = self._table(rows).select(names).to_pandas()
-            return profiling.profile_frame(frame)
+            return profiling.profile_frame(table.select(names).to_pandas())
         except Exception:
             logger.exception(
                 "capture %s: could not profile %d rows; their profile is skipped",
                 self.spec.name,
-                len(rows),
+                table.num_rows,
             )
             return None
 
@@ -573,17 +631,24 @@ def _array(values: list, declared: pa.DataType) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
+def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
+    """A request's column in the declared type: NumPy numbers (NaN as null) are converted
+    in one call; anything else goes through _array's checks."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        array = pa.array(values, from_pandas=True)
+        if array.type != declared:
+            try:
+                return array.cast(declared)
+            except (pa.ArrowException, OverflowError):
+                return array  # kept as given, as _array does, rather than failing the flush
+        return array
+    return _array(list(values), declared)
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
-
-
-def _group(rows: list[tuple], key: Callable[[datetime], datetime]) -> list[tuple[datetime, list]]:
-    groups: dict[datetime, list] = defaultdict(list)
-    for row in rows:
-        groups[key(row[1])].append(row)
-    return sorted(groups.items())
 
 
 def _concat(tables: list[pa.Table]) -> pd.DataFrame:

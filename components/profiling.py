@@ -59,6 +59,11 @@ def _with_fast_floats(split):
     return fast_split
 
 
+def warm_up() -> None:
+    """Import whylogs now (over a second), so that the first profile is not slow."""
+    _whylogs()
+
+
 def profile_frame(frame: pd.DataFrame) -> bytes:
     """Profile every column of `frame` and return the serialised profile."""
     why, _ = _whylogs()

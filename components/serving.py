@@ -160,8 +160,10 @@ class Predictor:
         }
 
     def matrix(self, records: Iterable[BaseModel]) -> np.ndarray:
+        """Features in spec order, categories as codes, null and unknown as NaN. float64,
+        so the values a client sent survive exactly (capture stores them from here)."""
         rows = [r.__dict__ for r in records]
-        out = np.empty((len(rows), len(self.spec.input_features)), dtype=np.float32)
+        out = np.empty((len(rows), len(self.spec.input_features)), dtype=np.float64)
         for j, name in enumerate(self.spec.input_features):
             codes = self._codes.get(name)
             if codes is not None:
@@ -175,7 +177,14 @@ class Predictor:
 
     def predict(self, records: Sequence[BaseModel]) -> list[dict]:
         """One answer per record: prediction id, score, label, model version, flags."""
-        scores = self.scores(records)
+        return self.predict_batch(records)[0]
+
+    def predict_batch(
+        self, records: Sequence[BaseModel]
+    ) -> tuple[list[dict], np.ndarray, np.ndarray]:
+        """The answers, and the feature matrix and scores they came from."""
+        matrix = self.matrix(records)
+        scores = self.booster.inplace_predict(matrix)
         answers = []
         for record, score in zip(records, scores, strict=True):
             answer = {"prediction_id": self.new_id(), "model_version": self.version}
@@ -190,7 +199,7 @@ class Predictor:
             if unknown:
                 answer["flags"] = {UNKNOWN_CATEGORY_FLAG: unknown}
             answers.append(answer)
-        return answers
+        return answers, matrix, scores
 
     def _unknown_categories(self, record: BaseModel) -> list[str]:
         values = record.__dict__

@@ -97,6 +97,19 @@ def test_captured_rows_reach_the_store(app, served_model, monkeypatch, tmp_path)
     assert sorted(captured["prediction_id"]) == sorted(
         a["prediction_id"] for a in answers["predictions"]
     )
+    # Ten records go through the columnar path: what is stored is exactly what was sent.
+    by_id = captured.set_index("prediction_id")
+    for record, answer in zip(served_model.records[:10], answers["predictions"], strict=True):
+        row = by_id.loc[answer["prediction_id"]]
+        for name, value in record.items():
+            stored = row[name]
+            assert (value is None and stored != stored) or stored == value, (name, value, stored)
+        assert row["probability"] == answer["probability"]
+        assert row["label"] == answer["label"]
+    # One record goes through the row path; both paths land in the same table.
+    with _client(app, monkeypatch, tmp_path) as c:
+        single = c.post("/predict", json={"records": [GOOD]}).json()["predictions"][0]
+    assert single["prediction_id"] in set(read_captures(store, "churn")["prediction_id"])
     assert read_feedback(store, "churn")["prediction_id"].tolist() == [first]
 
 
