@@ -44,10 +44,18 @@ def _error(exc: RequestError) -> Response:
     return _json(exc.body(), exc.status)
 
 
+def _flag(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Read when BentoML loads this module, as its service configuration must be; see
+# components.settings.Settings for what each variable means.
 @bentoml.service(
     name="mlops_prediction",
     workers=int(os.environ.get("MLOPS_SERVE_WORKERS", "2")),
     traffic={"timeout": 30},
+    logging={"access": {"enabled": _flag("MLOPS_SERVE_ACCESS_LOG", "true")}},
+    metrics={"enabled": _flag("MLOPS_SERVE_METRICS", "true")},
 )
 @bentoml.asgi_app(api, path="/")
 class PredictionService:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Serving (read by the BentoML service in each worker).
     model_tag: str = Field("mlops-model:latest", description="BentoML model the service loads.")
     serve_workers: int = Field(2, ge=1, description="BentoML worker processes.")
+    serve_access_log: bool = Field(True, description="BentoML access log line per request.")
+    serve_metrics: bool = Field(True, description="BentoML Prometheus metrics at /metrics.")
     serve_max_records: int = Field(1000, ge=1, description="Records per predict request.")
     serve_max_body_bytes: int = Field(1_048_576, ge=1024, description="Request body limit (413).")
     serve_api_key: str | None = Field(
