@@ -36,23 +36,9 @@ from components.registry import Registry
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "mlops-model"
 SERVICE = "bentos.service:PredictionService"
-# What the service imports, pinned to the versions in constraints.txt.
-SERVING_PACKAGES = (
-    "bentoml",
-    "xgboost",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "pydantic",
-    "pydantic-settings",
-    "pyyaml",
-    "boto3",
-    "orjson",
-    "fastapi",
-    "scikit-learn",
-    "whylogs",
-    "mangum",
-)
+# What the service imports; versions pinned from constraints.txt (the Lambda image reads
+# the same file, see infra/aws/Dockerfile.lambda).
+SERVING_REQUIREMENTS = ROOT / "bentos" / "requirements-serving.in"
 
 
 class SmokeTestError(RuntimeError):
@@ -91,16 +77,22 @@ def import_model(registry: Registry, version: str) -> str:
     return tag
 
 
+def serving_packages() -> list[str]:
+    lines = SERVING_REQUIREMENTS.read_text().splitlines()
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
 def pinned_requirements(constraints: Path = ROOT / "constraints.txt") -> list[str]:
     pins = {}
     for line in constraints.read_text().splitlines():
         name, _, version = line.partition("==")
         if version:
             pins[_canonical(name)] = f"{name}=={version}"
-    missing = [p for p in SERVING_PACKAGES if _canonical(p) not in pins]
+    packages = serving_packages()
+    missing = [p for p in packages if _canonical(p) not in pins]
     if missing:
         raise RuntimeError(f"{constraints}: no pinned version for {', '.join(missing)}")
-    return [pins[_canonical(p)] for p in SERVING_PACKAGES]
+    return [pins[_canonical(p)] for p in packages]
 
 
 def _canonical(name: str) -> str:
@@ -119,7 +111,7 @@ def build_bento(tag: str, *, version_label: str) -> str:
         name="mlops-prediction",
         version=version_label,
         build_ctx=str(ROOT),
-        include=["bentos/*.py", "components/*.py"],
+        include=["bentos/*.py", "bentos/requirements-serving.in", "components/*.py"],
         labels={"model": tag},
         python={"packages": pinned_requirements()},
         # The bento holds only this model, so the service's default tag

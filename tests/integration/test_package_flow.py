@@ -1,0 +1,61 @@
+"""`package` for real: build the bento, smoke-test it under `bentoml serve` on 127.0.0.1,
+upload it; and refuse to ship when the smoke test fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import flows.deployment as deployment
+from bentos.packaging import SmokeTestError
+from components.store import LocalStore
+from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
+from flows.training import TrainingParams, train
+
+CHURN = Path(__file__).parents[2] / "problems" / "churn.yaml"
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("package") / "store"
+    data_prep(
+        DataPrepParams(
+            problem=CHURN,
+            store=str(folder),
+            generated=GeneratedInput(rows=20_000, days=90, seed=21),
+        )
+    )
+    result = train(TrainingParams(problem=CHURN, store=str(folder), trials=0, cv_folds=0))
+    assert result.promoted
+    return folder
+
+
+def test_package_builds_smoke_tests_and_uploads(store_dir):
+    result = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+    assert result.version == "v1"
+    assert result.bento_tag == "mlops-prediction:churn-v1"
+    assert any("known answers match" in line for line in result.smoke)
+    assert any("422" in line for line in result.smoke)
+    assert LocalStore(store_dir).exists(result.bento_key)
+    assert Path(result.dockerfile).is_file()
+    again = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+    assert again.bento_tag == result.bento_tag  # immutable: rebuilt never, reused
+
+
+def test_a_failed_smoke_test_ships_nothing(store_dir, monkeypatch, tmp_path):
+    real = deployment.known_answers
+
+    def wrong_answers(*args, **kwargs):
+        records, expected = real(*args, **kwargs)
+        return records, np.clip(expected + 0.25, 0, 1)
+
+    monkeypatch.setattr(deployment, "known_answers", wrong_answers)
+    store = LocalStore(store_dir)
+    for key in store.list("bentos"):  # whatever an earlier test shipped
+        store.delete(key)
+    with pytest.raises(SmokeTestError, match="predictions differ"):
+        deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+    assert store.list("bentos") == []
