@@ -563,7 +563,8 @@ def demo(
     trials: int = typer.Option(10, min=0, help="Tuning trials."),
     store: str | None = typer.Option(None, help="Store URL (default ./.mlops/store)."),
 ) -> None:
-    """Run the loop on generated data with embedded defaults (so far: data, training, gate)."""
+    """Run the loop on generated data with embedded defaults (so far: data, training, gate,
+    registry, and a smoke-tested bento)."""
     problem = Path("problems/churn.yaml")
     console.rule("stage 2: data preparation on generated churn data")
     data_prep(
@@ -591,3 +592,6 @@ def demo(
     )
     console.rule("the registry")
     models_list(problem=problem, store=store)
+    console.rule("stage 5: the champion as a bento, smoke-tested under bentoml serve")
+    package(version=None, problem=problem, store=store)
+    console.print("serve it: mlops deploy --target local   (stop: --action stop)")
