@@ -176,6 +176,7 @@ class Capture:
         self._cond = threading.Condition()  # guards _rows, _tables, _unwritten, _closing
         self._rows: list[tuple] = []
         self._tables: list[pa.Table] = []  # whole requests captured as columns
+        self._buffered = 0  # rows in _rows and _tables, not yet taken by a flush
         self._unwritten = 0  # rows buffered or encoded but not yet stored
         self._closing = False
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
@@ -300,6 +301,11 @@ class Capture:
                     else:
                         self._tables.append(table)
                     self._unwritten += size
+                    self._buffered += size
+                    if self._buffered >= self.config.chunk_rows and self._flusher_alive():
+                        # A chunk is ready: write it now, in the background, rather than
+                        # letting the buffer reach its bound and make requests wait.
+                        self._wake.set()
                     return
                 if self._flusher_alive():
                     self._wake.set()
@@ -363,6 +369,7 @@ class Capture:
             with self._cond:
                 rows, self._rows = self._rows, []
                 tables, self._tables = self._tables, []
+                self._buffered = 0
             if rows or tables:
                 try:
                     self._pending.extend(self._encode(rows, tables))
@@ -375,6 +382,7 @@ class Capture:
                     with self._cond:
                         self._rows[:0] = rows
                         self._tables[:0] = tables
+                        self._buffered += len(rows) + sum(t.num_rows for t in tables)
                     return 0, False
             written = self._write_pending()
             return written, not self._pending

@@ -501,3 +501,39 @@ def test_mismatched_or_incomplete_calls_are_refused(spec, store):
     with pytest.raises(ValueError, match="invalid worker_id"):
         Capture(store, spec, worker_id="a/b")
     assert capture.unwritten_rows == 0
+
+
+def test_a_full_chunk_wakes_the_flusher_before_the_interval(spec, store):
+    # The interval is long; a chunk's worth of rows must still be written promptly, so the
+    # buffer never reaches its bound under steady load (requests would wait there).
+    config = CaptureConfig(flush_interval_s=60, chunk_rows=50, max_buffered_rows=10_000)
+    capture = Capture(store, spec, worker_id="w1", config=config, profile=False)
+    capture.start()
+    try:
+        record_n(capture, 60)
+        wait_until(lambda: capture.unwritten_rows < 50, timeout=10)
+    finally:
+        capture.close()
+
+
+def test_columns_and_rows_land_in_one_table(spec, store):
+    import numpy as np
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    capture.record([features(1)], [answer("row")])
+    columns = {name: [features(2)[name]] * 2 for name in spec.input_features}
+    columns["tenure_months"] = np.array([3.0, np.nan])  # NaN is null
+    columns.update(
+        prediction_id=["c1", "c2"],
+        model_version="v1",
+        probability=np.array([0.1, 0.9]),
+        label=np.array([0, 1]),
+    )
+    capture.record_columns(columns, 2)
+    assert capture.flush() == 3
+    frame = read_captures(store, "churn").set_index("prediction_id")
+    assert frame.loc["c1", "tenure_months"] == 3
+    assert pd.isna(frame.loc["c2", "tenure_months"])
+    assert frame.loc["c2", "label"] == 1
+    assert frame.loc["c1", "model_version"] == "v1"
+    assert set(frame.index) == {"row", "c1", "c2"}
