@@ -13,8 +13,13 @@ from starlette.testclient import TestClient
 @pytest.fixture(scope="module")
 def service_module(served_model):
     import os
+    import sys
 
+    # The service binds its model tag when the module is executed; `bentoml build` in other
+    # tests may already have imported it with another tag, so execute it again under ours.
     os.environ["MLOPS_MODEL_TAG"] = served_model.tag
+    if "bentos.service" in sys.modules:
+        return importlib.reload(sys.modules["bentos.service"])
     return importlib.import_module("bentos.service")
 
 
