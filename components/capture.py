@@ -279,7 +279,8 @@ class Capture:
         for name in self.columns:
             declared = self._types[name]
             if name == CAPTURED_AT:
-                values: Any = [at] * rows
+                stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "us")
+                values: Any = np.full(rows, stamp)
             else:
                 values = columns.get(name)
                 if values is None:
@@ -642,7 +643,7 @@ def _array(values: list, declared: pa.DataType) -> pa.Array:
 def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
     """A request's column in the declared type: NumPy numbers (NaN as null) are converted
     in one call; anything else goes through _array's checks."""
-    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiubM":
         array = pa.array(values, from_pandas=True)
         if array.type != declared:
             try:
@@ -650,7 +651,14 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
             except (pa.ArrowException, OverflowError):
                 return array  # kept as given, as _array does, rather than failing the flush
         return array
-    return _array(list(values), declared)
+    values = list(values)
+    if declared != _TIMESTAMP:
+        # Validated requests almost always fit: let Arrow check in C, per value only on error.
+        try:
+            return pa.array(values, type=declared)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            pass
+    return _array(values, declared)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

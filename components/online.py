@@ -15,7 +15,6 @@ unknown one without shared state: feedback for an unknown id is a 404.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -61,10 +60,13 @@ class PredictionIds:
         if len(prediction_id) != 32 + _TAG_HEX:
             return False
         token, tag = prediction_id[:32], prediction_id[32:]
-        return hmac.compare_digest(tag, self._tag(token))
+        return secrets.compare_digest(tag, self._tag(token))
 
     def _tag(self, token: str) -> str:
-        return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()[:_TAG_HEX]
+        # Keyed BLAKE2b is a MAC in one C call (the hmac module costs ~8 µs an id).
+        return hashlib.blake2b(
+            token.encode(), key=self._secret[:64], digest_size=_TAG_HEX // 2
+        ).hexdigest()
 
 
 class OnlineModel:
@@ -106,6 +108,7 @@ class OnlineModel:
             version=metadata["version"],
             threshold=metadata.get("threshold"),
             new_id=ids.new,
+            flag_unknown=options.flag_unknown_categories,
         )
         validator = Validator(
             spec, max_records=options.max_records, flag_unknown=options.flag_unknown_categories

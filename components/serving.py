@@ -148,9 +148,13 @@ class Predictor:
         version: str,
         threshold: float | None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        flag_unknown: bool = True,
     ):
+        """flag_unknown: look for unknown categories to flag; needless when validation
+        refuses them, as it does unless they are accepted and flagged."""
         self.spec = spec
         self.new_id = new_id
+        self.flag_unknown = flag_unknown
         self.booster = booster
         self.version = version
         self.threshold = threshold
@@ -195,7 +199,7 @@ class Predictor:
                 )
             else:
                 answer["value"] = float(score)
-            unknown = self._unknown_categories(record)
+            unknown = self._unknown_categories(record) if self.flag_unknown else None
             if unknown:
                 answer["flags"] = {UNKNOWN_CATEGORY_FLAG: unknown}
             answers.append(answer)
