@@ -251,13 +251,14 @@ def main() -> None:
                 finally:
                     os.killpg(process.pid, 15)
                     process.wait(30)
-        # The run with the median throughput of each cell, with its latencies.
+        # The run with the median throughput of each cell (the upper median, i.e. the
+        # better run, when the number of rounds is even), with its latencies.
         results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
         raw = in_process(model_dir, records)
 
     print(
         f"\n{os.cpu_count()} cores, {args.workers} workers per server, {args.seconds} s per "
-        f"cell, median of {args.repeat} alternating rounds, hey on the same machine\n"
+        f"cell, upper median of {args.repeat} alternating rounds, hey on the same machine\n"
     )
     print(
         f"{'server':<15}{'records':>8}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
