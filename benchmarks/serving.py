@@ -222,6 +222,11 @@ def main() -> None:
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
+            "bento+cap-noprof": {
+                **base_env,
+                "MLOPS_CAPTURE": "true",
+                "MLOPS_CAPTURE_PROFILES": "false",
+            },
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
             "bento-lean": {**base_env, **lean, "MLOPS_CAPTURE": "false"},
             "fastapi": base_env,
@@ -275,7 +280,11 @@ def main() -> None:
             f"{'in-process':<15}{size:>8}{1:>8}{rate:>10.0f}   (inplace_predict calls/s, "
             "no HTTP, no validation)"
         )
-    for on, off in (("bento+capture", "bento"), ("bento-lean+cap", "bento-lean")):
+    for on, off in (
+        ("bento+capture", "bento"),
+        ("bento+cap-noprof", "bento"),
+        ("bento-lean+cap", "bento-lean"),
+    ):
         cost = [
             f"{size} rec c={c}: "
             f"{1 - results[(on, size, c)]['rps'] / results[(off, size, c)]['rps']:+.0%}"

@@ -115,4 +115,5 @@ def _capture(settings: Settings, model_dir: str) -> Capture:
         spec,
         worker_id=worker,
         config=CaptureConfig(flush_interval_s=settings.capture_flush_s),
+        profile=settings.capture_profiles,
     )

@@ -692,3 +692,27 @@ def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def profile_captured_window(
+    store: Store, spec: ProblemSpec, start: datetime, window: str = "1h"
+) -> str | None:
+    """Profile the captured rows of one window from their Parquet chunks and store the
+    profile where the service's own would be; return its key (None: no rows).
+
+    For deployments that capture with profiles off (MLOPS_CAPTURE_PROFILES=false) to keep
+    whylogs off the serving workers: a scheduled job calls this for each closed window.
+    Use one or the other for a window, not both, or a merge counts its rows twice.
+    """
+    begin = window_start(start, window)
+    rows = read_captures(store, spec.name, begin, begin + parse_window(window))
+    if rows.empty:
+        return None
+    outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
+    data = profiling.profile_frame(rows[[*spec.input_features, *outputs]])
+    key = (
+        f"profiles/{spec.name}/window={begin.strftime(_COMPACT)}/"
+        f"from-captures-{uuid.uuid4().hex[:8]}.bin"
+    )
+    store.put_bytes(key, data, create_only=True)
+    return key

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         False, description="Accept unknown categories and flag them instead of answering 422."
     )
     capture: bool = Field(True, description="Capture predictions and feedback to the store.")
+    capture_profiles: bool = Field(
+        True,
+        description="Profile captured rows with whylogs in the serving workers; off, "
+        "profiles come from the captured chunks (capture.profile_captured_window).",
+    )
     capture_flush_s: float = Field(5.0, gt=0, description="Capture flush interval.")
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
 

@@ -537,3 +537,22 @@ def test_columns_and_rows_land_in_one_table(spec, store):
     assert frame.loc["c2", "label"] == 1
     assert frame.loc["c1", "model_version"] == "v1"
     assert set(frame.index) == {"row", "c1", "c2"}
+
+
+def test_a_window_can_be_profiled_from_its_captured_chunks(spec, store):
+    from components.capture import profile_captured_window, window_start
+
+    clock = Clock()
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    record_n(capture, 7)
+    capture.flush()
+    start = window_start(clock(), "1h")
+    assert window_profiles(store, "churn", start) == []  # the worker did not profile
+    key = profile_captured_window(store, spec, clock(), "1h")
+    (profile,) = window_profiles(store, "churn", start)
+    assert key.endswith(".bin")
+    summary = profile_summary(profile)
+    assert summary.loc["monthly_charges", "count"] == 7
+    assert summary.loc["probability", "count"] == 7
+    empty_window = start.replace(year=start.year - 1)
+    assert profile_captured_window(store, spec, empty_window, "1h") is None
