@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
 
 Servers, each with 2 workers on this machine's cores (the `hey` client shares them):
-  bento+capture   `bentoml serve bentos.service:PredictionService`, capture on
-  bento           the same, capture off
-  fastapi         benchmarks/fastapi_app.py on uvicorn[standard], same model and component
+  bento+capture    `bentoml serve bentos.service:PredictionService`, capture on
+  bento            the same, capture off
+  bento+cap-noprof capture on, whylogs profiles left to capture.profile_captured_window
+  bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
+  fastapi          benchmarks/fastapi_app.py on uvicorn[standard], same model and component
 and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP).
 
 For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints requests/s,
