@@ -54,6 +54,22 @@ def test_client_mistakes(running, case, path, body, status, fragment):
     assert fragment in response.text
 
 
+def test_an_oversized_body_without_length_is_cut_off_with_413(running):
+    # Chunked transfer: no Content-Length to check up front; the guard counts while reading.
+    server, _ = running
+
+    def chunks():
+        for _ in range(40):
+            yield b" " * 65_536  # 2.5 MiB in all, over the 1 MiB limit
+
+    response = httpx.post(
+        f"{server.url}/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.text
+
+
+# Last: it stops the module's server.
 def test_sigterm_loses_no_answered_prediction(running):
     # The flush interval is 60 s, so whatever reaches the store was flushed at shutdown.
     server, store = running
@@ -69,18 +85,3 @@ def test_sigterm_loses_no_answered_prediction(running):
     assert server.stop() == 0
     captured = set(read_captures(LocalStore(store), "churn")["prediction_id"])
     assert ids <= captured
-
-
-def test_an_oversized_body_without_length_is_cut_off_with_413(running):
-    # Chunked transfer: no Content-Length to check up front; the guard counts while reading.
-    server, _ = running
-
-    def chunks():
-        for _ in range(40):
-            yield b" " * 65_536  # 2.5 MiB in all, over the 1 MiB limit
-
-    response = httpx.post(
-        f"{server.url}/predict", content=chunks(), headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 413
-    assert "exceeds the limit" in response.text
