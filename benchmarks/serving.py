@@ -38,6 +38,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def free_port() -> int:
+    from bentos.packaging import free_port as pick
+
+    return pick()
+
+
 def ensure_hey() -> str:
     found = shutil.which("hey")
     if found:
@@ -234,10 +240,9 @@ def main() -> None:
             "fastapi": base_env,
         }
         runs: dict[tuple, list[dict]] = {}
-        port = 38100
         for round_ in range(args.repeat):  # servers alternate, so machine noise hits all
             for name, env in servers.items():
-                port += 1
+                port = free_port()
                 kind = "fastapi" if name == "fastapi" else "bento"
                 process = start(kind, port, env, args.workers)
                 url = f"http://127.0.0.1:{port}"
@@ -256,7 +261,8 @@ def main() -> None:
                                 flush=True,
                             )
                 finally:
-                    os.killpg(process.pid, 15)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, 15)
                     process.wait(30)
         # The run with the median throughput of each cell (the upper median, i.e. the
         # better run, when the number of rounds is even), with its latencies.
