@@ -29,8 +29,7 @@ from components.problem import ProblemSpec, load_problem
 from components.registry import Registry
 from components.serving import Predictor, Validator
 from components.settings import Settings
-from components.store import Store, make_s3_client, validate_key
-from flows.data_prep import build_store
+from components.store import Store, make_s3_client, store_from_settings, validate_key
 from flows.tasks import task
 
 
@@ -170,7 +169,7 @@ def _prefix(
 def batch_score(params: BatchScoringParams) -> scoring.ScoringSummary:
     """Predictions for every valid row of a file or snapshot; rejected rows with reasons."""
     settings = Settings()
-    store = build_store(settings, params.store)
+    store = store_from_settings(settings, params.store)
     spec = load_spec(params.problem)
     predictor = load_predictor(store, spec, params.version)
     with tempfile.TemporaryDirectory(prefix="mlops-scoring-") as work:

@@ -302,10 +302,10 @@ def _registry(problem: Path, store: str | None):
     from components.problem import load_problem
     from components.registry import Registry
     from components.settings import Settings
-    from flows.data_prep import build_store
+    from components.store import store_from_settings
 
     spec = load_problem(problem)
-    return Registry(build_store(Settings(), store), spec.name)
+    return Registry(store_from_settings(Settings(), store), spec.name)
 
 
 PROBLEM_OPTION = typer.Option(Path("problems/churn.yaml"), help="Problem definition file.")

@@ -63,10 +63,6 @@ class DataPrepParams(BaseModel):
     store: str | None = Field(None, description="Overrides MLOPS_STORE for this run")
 
 
-def build_store(settings: Settings, override: str | None = None) -> Store:
-    return store_from_settings(settings, override)
-
-
 @task
 def load_spec(path: Path) -> ProblemSpec:
     return load_problem(path)
@@ -166,7 +162,7 @@ def data_prep(params: DataPrepParams | None = None) -> SnapshotManifest:
     """Validated, content-addressed snapshot of the input, with its reference profile."""
     params = params or DataPrepParams()
     settings = Settings()
-    store = build_store(settings, params.store)
+    store = store_from_settings(settings, params.store)
     spec = load_spec(params.problem)
     source = params.input or params.generated.source()
     frame = load_input(params, spec, settings)

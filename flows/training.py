@@ -25,8 +25,7 @@ from components.problem import ProblemSpec, load_problem
 from components.registry import Registry
 from components.settings import Settings
 from components.snapshot import NoSnapshotError, latest_snapshot_id, read_snapshot
-from components.store import Store
-from flows.data_prep import build_store
+from components.store import Store, store_from_settings
 from flows.progress import report_progress
 from flows.tasks import task
 
@@ -373,7 +372,7 @@ def publish(spec: ProblemSpec, version: str, card: ModelCard, figures: dict[str,
 def train(params: TrainingParams | None = None) -> TrainingResult:
     """Train, evaluate, gate and register a model for the problem's newest snapshot."""
     params = params or TrainingParams()
-    store = build_store(Settings(), params.store)
+    store = store_from_settings(Settings(), params.store)
     spec = load_spec(params.problem)
     registry = Registry(store, spec.name)
     snapshot_id = resolve_snapshot(store, spec, params.snapshot_id)
