@@ -45,22 +45,30 @@ class SmokeTestError(RuntimeError):
     """The built bento did not answer as the registry model does; it must not ship."""
 
 
-def model_tag(problem: str, version: str) -> str:
-    return f"{MODEL_NAME}:{problem}-{version}"
+def model_tag(problem: str, version: str, model_sha256: str) -> str:
+    """`mlops-model:<problem>-<version>-<sha8>`: the model's content is part of the tag, so
+    two stores (or a re-created one) whose registries both have a `v1` never share a
+    BentoML model or bento by mistake."""
+    return f"{MODEL_NAME}:{problem}-{version}-{model_sha256[:8]}"
+
+
+def bento_version(tag: str) -> str:
+    """The bento is versioned like the model it serves."""
+    return tag.split(":", 1)[1]
 
 
 def import_model(registry: Registry, version: str) -> str:
     """Copy a verified registry version into BentoML's model store; idempotent."""
     import bentoml
 
-    tag = model_tag(registry.problem, version)
+    registry.verify(version)
+    metadata = registry.metadata(version)
+    tag = model_tag(registry.problem, version, metadata["files"]["model.ubj"]["sha256"])
     try:
         bentoml.models.get(tag)
         return tag
     except bentoml.exceptions.NotFound:
         pass
-    registry.verify(version)
-    metadata = registry.metadata(version)
     labels = {"problem": registry.problem, "registry_version": version}
     with bentoml.models.create(
         tag,

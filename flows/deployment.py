@@ -67,8 +67,8 @@ def import_model(registry: Registry, version: str) -> str:
 
 
 @task
-def build(tag: str, problem: str, version: str) -> str:
-    bento = packaging.build_bento(tag, version_label=f"{problem}-{version}")
+def build(tag: str) -> str:
+    bento = packaging.build_bento(tag, version_label=packaging.bento_version(tag))
     get_run_logger().info("built %s (Dockerfile: %s)", bento, packaging.dockerfile(bento))
     return bento
 
@@ -137,7 +137,7 @@ def package(params: PackageParams | None = None) -> PackageResult:
     registry = Registry(store, spec.name)
     version = resolve_version(registry, params.version)
     tag = import_model(registry, version)
-    bento = build(tag, spec.name, version)
+    bento = build(tag)
     passed = smoke_test(bento, store, registry, spec, version, params.smoke_rows)
     key = upload(store, bento, spec.name, version)
     create_markdown_artifact(

@@ -36,7 +36,8 @@ def store_dir(tmp_path_factory):
 def test_package_builds_smoke_tests_and_uploads(store_dir):
     result = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
     assert result.version == "v1"
-    assert result.bento_tag == "mlops-prediction:churn-v1"
+    assert result.bento_tag.startswith("mlops-prediction:churn-v1-")
+    assert result.bento_tag.split(":")[1] == result.model_tag.split(":")[1]
     assert any("known answers match" in line for line in result.smoke)
     assert any("422" in line for line in result.smoke)
     assert LocalStore(store_dir).exists(result.bento_key)
