@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -64,10 +63,6 @@ class PredictionService:
     def __init__(self) -> None:
         settings = Settings()
         guard.update(max_body_bytes=settings.serve_max_body_bytes, api_key=settings.serve_api_key)
-        capture = None
-        model_dir = self.model_ref.path
-        if settings.capture:
-            capture = _capture(settings, model_dir)
         options = ServingOptions(
             max_records=settings.serve_max_records,
             flag_unknown_categories=settings.serve_flag_unknown_categories,
@@ -75,9 +70,11 @@ class PredictionService:
             if settings.prediction_id_secret
             else None,
         )
-        self.online = OnlineModel.open(model_dir, options=options, capture=capture)
-        if capture is not None:
-            capture.start()
+        self.online = OnlineModel.open(self.model_ref.path, options=options)
+        if settings.capture:
+            # Built from the spec of the model just verified, not from a second read.
+            self.online.capture = _capture(settings, self.online.spec)
+            self.online.capture.start()
 
     @api.post("/predict")
     async def predict(self, request: Request) -> Response:
@@ -107,8 +104,7 @@ class PredictionService:
         self.online.close()
 
 
-def _capture(settings: Settings, model_dir: str) -> Capture:
-    spec = ProblemSpec.model_validate_json((Path(model_dir) / "problem.json").read_bytes())
+def _capture(settings: Settings, spec: ProblemSpec) -> Capture:
     worker = f"{socket.gethostname()}-{os.getpid()}"
     return Capture(
         store_from_settings(settings),
