@@ -129,6 +129,13 @@ def build_bento(tag: str, *, version_label: str) -> str:
     return str(bento.tag)
 
 
+def bento_model(bento_tag: str) -> str:
+    """The tag of the model a bento built by `build_bento` holds."""
+    import bentoml
+
+    return bentoml.get(bento_tag).info.labels["model"]
+
+
 def export_bento(bento_tag: str, folder: Path) -> Path:
     import bentoml
 
@@ -185,6 +192,10 @@ def serve(
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])
     full_env = {**os.environ, "MLOPS_SERVE_WORKERS": str(workers), **(env or {})}
+    if target != SERVICE:
+        # A bento serves the model it was built with, whatever MLOPS_MODEL_TAG this process
+        # inherited (the smoke test once passed the wrong model's tag on from a test).
+        full_env["MLOPS_MODEL_TAG"] = bento_model(target)
     bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     with log.open("wb") as out:
         process = subprocess.Popen(

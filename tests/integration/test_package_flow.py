@@ -33,7 +33,9 @@ def store_dir(tmp_path_factory):
     return folder
 
 
-def test_package_builds_smoke_tests_and_uploads(store_dir):
+def test_package_builds_smoke_tests_and_uploads(store_dir, served_model, monkeypatch):
+    # Another model's tag in this process's environment must not reach the bento under test.
+    monkeypatch.setenv("MLOPS_MODEL_TAG", served_model.tag)
     result = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
     assert result.version == "v1"
     assert result.bento_tag.startswith("mlops-prediction:churn-v1-")

@@ -17,10 +17,18 @@ def service_module(served_model):
 
     # The service binds its model tag when the module is executed; `bentoml build` in other
     # tests may already have imported it with another tag, so execute it again under ours.
+    before = os.environ.get("MLOPS_MODEL_TAG")
     os.environ["MLOPS_MODEL_TAG"] = served_model.tag
-    if "bentos.service" in sys.modules:
-        return importlib.reload(sys.modules["bentos.service"])
-    return importlib.import_module("bentos.service")
+    try:
+        if "bentos.service" in sys.modules:
+            yield importlib.reload(sys.modules["bentos.service"])
+        else:
+            yield importlib.import_module("bentos.service")
+    finally:  # later tests must not inherit this tag
+        if before is None:
+            os.environ.pop("MLOPS_MODEL_TAG", None)
+        else:
+            os.environ["MLOPS_MODEL_TAG"] = before
 
 
 @pytest.fixture(scope="module")
