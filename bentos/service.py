@@ -1,12 +1,21 @@
 """The BentoML service: a thin HTTP adapter over `components.online.OnlineModel`.
 
 BentoML runs the workers, the health and readiness probes (/healthz, /livez, /readyz),
-metrics and packaging; the endpoints are a small FastAPI app mounted in the service so that
-every client mistake gets the status it deserves (400, 401, 404, 409, 413, 422) with
+metrics and packaging; the endpoints are a small Starlette app mounted in the service so
+that every client mistake gets the status it deserves (400, 401, 404, 409, 413, 422) with
 field-level detail, and so that the request model, generated from the problem file at
 start-up, validates bodies straight from bytes. Each endpoint calls one method of the
 component. No adaptive batching: a predict request already carries a list of records, and a
 single record at low load must not wait for a batch window.
+
+Where the worker's time goes (measured, see benchmarks/serving.py) decided three things here:
+- The routes are plain functions, not methods of the service class. BentoML binds a route
+  method's `self` through a synchronous FastAPI dependency, which runs in the thread pool:
+  a thread hop on every request.
+- The mounted app is Starlette, not FastAPI: the routes take the raw body and return bytes,
+  so FastAPI's dependency solving and response handling would be work for nothing.
+- BentoML records an OpenTelemetry span tree for every request even with no exporter; the
+  API routes are left out of it unless MLOPS_SERVE_TRACING asks for traces.
 
 Configuration comes from MLOPS_* variables (components.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
@@ -20,7 +29,11 @@ from typing import Any
 
 import bentoml
 import orjson
-from fastapi import FastAPI, Request, Response
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bentos.guard import BodyTooLargeError, Guard, GuardConfig
 from components.capture import Capture, CaptureConfig
@@ -30,21 +43,60 @@ from components.serving import RequestError
 from components.settings import Settings
 from components.store import store_from_settings
 
-api = FastAPI(title="mlops prediction service", docs_url=None, redoc_url=None)
+API_ROUTES = ("/predict", "/feedback", "/metadata")
 guard = GuardConfig()  # set from the settings when the service starts in this process
-api.add_middleware(Guard, config=guard)
 
 
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def _error(exc: RequestError) -> Response:
-    return _json(exc.body(), exc.status)
+def _online(request: Request) -> OnlineModel:
+    """The component the service instance put on the app's state when it started."""
+    return request.app.state.online
+
+
+async def predict(request: Request) -> Response:
+    return await _call(request, "predict")
+
+
+async def feedback(request: Request) -> Response:
+    return await _call(request, "feedback")
+
+
+async def _call(request: Request, method: str) -> Response:
+    try:
+        return _json(getattr(_online(request), method)(await request.body()))
+    except RequestError as exc:
+        return _json(exc.body(), exc.status)
+    except BodyTooLargeError as exc:
+        return _json({"error": str(exc), "detail": []}, 413)
+
+
+async def metadata(request: Request) -> Response:
+    return _json(_online(request).metadata())
+
+
+api = Starlette(
+    routes=[
+        Route("/predict", predict, methods=["POST"]),
+        Route("/feedback", feedback, methods=["POST"]),
+        Route("/metadata", metadata, methods=["GET"]),
+    ],
+    middleware=[Middleware(Guard, config=guard)],
+)
 
 
 def _flag(name: str, default: str) -> bool:
     return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _tracing(enabled: bool) -> dict:
+    """BentoML wraps every request in OpenTelemetry spans that it always records, even with
+    no exporter configured: the largest part of BentoML's own time per request in our
+    profile. Unless tracing is wanted (MLOPS_SERVE_TRACING, with an exporter in BentoML's
+    configuration), the API routes are excluded from it."""
+    return {} if enabled else {"excluded_urls": [f"{route}$" for route in API_ROUTES]}
 
 
 # Read when BentoML loads this module, as its service configuration must be; see
@@ -55,6 +107,7 @@ def _flag(name: str, default: str) -> bool:
     traffic={"timeout": 30},
     logging={"access": {"enabled": _flag("MLOPS_SERVE_ACCESS_LOG", "true")}},
     metrics={"enabled": _flag("MLOPS_SERVE_METRICS", "true")},
+    tracing=_tracing(_flag("MLOPS_SERVE_TRACING", "false")),
 )
 @bentoml.asgi_app(api, path="/")
 class PredictionService:
@@ -75,28 +128,7 @@ class PredictionService:
             # Built from the spec of the model just verified, not from a second read.
             self.online.capture = _capture(settings, self.online.spec)
             self.online.capture.start()
-
-    @api.post("/predict")
-    async def predict(self, request: Request) -> Response:
-        try:
-            return _json(self.online.predict(await request.body()))
-        except RequestError as exc:
-            return _error(exc)
-        except BodyTooLargeError as exc:
-            return _json({"error": str(exc), "detail": []}, 413)
-
-    @api.post("/feedback")
-    async def feedback(self, request: Request) -> Response:
-        try:
-            return _json(self.online.feedback(await request.body()))
-        except RequestError as exc:
-            return _error(exc)
-        except BodyTooLargeError as exc:
-            return _json({"error": str(exc), "detail": []}, 413)
-
-    @api.get("/metadata")
-    async def metadata(self) -> Response:
-        return _json(self.online.metadata())
+        api.state.online = self.online
 
     @bentoml.on_shutdown
     def close(self) -> None:
