@@ -142,6 +142,9 @@ def _capture(settings: Settings, spec: ProblemSpec) -> Capture:
         store_from_settings(settings),
         spec,
         worker_id=worker,
-        config=CaptureConfig(flush_interval_s=settings.capture_flush_s),
+        config=CaptureConfig(
+            flush_interval_s=settings.capture_flush_s,
+            profile_interval_s=settings.capture_profile_s,
+        ),
         profile=settings.capture_profiles,
     )

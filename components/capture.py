@@ -7,8 +7,14 @@ into the store:
 - ``captures/<problem>/date=YYYY-MM-DD/hour=HH/<worker>-<seq:06d>-<uuid8>.parquet``: the rows
   (Parquet, zstd), at most ``chunk_rows`` per file, partitioned by ``captured_at``;
 - ``profiles/<problem>/window=<YYYYMMDDTHHMMSSZ>/<worker>-<seq:06d>-<uuid8>.bin``: a whylogs
-  profile (through :mod:`components.profiling`) of the inputs and outputs of the rows of one
-  flush in one time window; a monitoring job merges a window's profiles;
+  profile (through :mod:`components.profiling`) of the inputs and outputs of the rows one
+  worker captured in one time window since its previous profile of that window; a
+  monitoring job merges a window's profiles. Every flush adds its rows to a running profile
+  per window, which is written every ``profile_interval_s``, on an explicit ``flush()`` and
+  on ``close()`` (starting a whylogs profile costs ~20 ms whatever its size, too much for
+  every flush of a busy worker). A worker killed without ``close()`` loses the profile of
+  its rows since the last one written, not the rows: ``profile_captured_window`` rebuilds a
+  window's profile from its Parquet chunks;
 - ``feedback/<problem>/<prediction_id>.json``: an observed label, written once.
 
 Every write is create-only, so nothing is ever overwritten.
@@ -115,6 +121,9 @@ class CaptureConfig:
     max_buffered_rows: int = 50_000
     window: str = "1h"
     chunk_rows: int = 10_000
+    # How often the background flusher writes the running profiles (explicit flush() and
+    # close() always do).
+    profile_interval_s: float = 60.0
     # How long close() keeps retrying a failing store before giving up on the last rows.
     close_timeout_s: float = 30.0
 
@@ -122,7 +131,12 @@ class CaptureConfig:
         parse_window(self.window)
         problems = [
             f"{name} must be positive (got {getattr(self, name)!r})"
-            for name in ("flush_interval_s", "max_buffered_rows", "chunk_rows")
+            for name in (
+                "flush_interval_s",
+                "max_buffered_rows",
+                "chunk_rows",
+                "profile_interval_s",
+            )
             if not getattr(self, name) > 0
         ]
         if self.close_timeout_s < 0:
@@ -182,6 +196,9 @@ class Capture:
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
         self._pending: list[_Pending] = []
         self._seq = 0
+        # Guarded by _flush_lock: rows of each window profiled but not yet written.
+        self._profiles: dict[datetime, profiling.RunningProfile] = {}
+        self._profiled_at = time.monotonic()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -360,12 +377,14 @@ class Capture:
     # ------------------------------------------------------------------ flushing
 
     def flush(self) -> int:
-        """Write every buffered row now and return how many rows were stored. A store error
-        is logged and keeps the rows for the next flush; flush itself does not raise."""
+        """Write every buffered row, and the running profiles, now and return how many rows
+        were stored. A store error is logged and keeps the rows for the next flush; flush
+        itself does not raise."""
         return self._flush()[0]
 
-    def _flush(self) -> tuple[int, bool]:
-        """(rows written, whether everything taken was written)."""
+    def _flush(self, *, profiles: bool = True) -> tuple[int, bool]:
+        """(rows written, whether everything taken was written). ``profiles``: also write
+        the running profiles."""
         with self._flush_lock:
             with self._cond:
                 rows, self._rows = self._rows, []
@@ -385,6 +404,8 @@ class Capture:
                         self._tables[:0] = tables
                         self._buffered += len(rows) + sum(t.num_rows for t in tables)
                     return 0, False
+            if profiles:
+                self._pending.extend(self._profiles_to_write())
             written = self._write_pending()
             return written, not self._pending
 
@@ -459,15 +480,30 @@ class Capture:
                         self._key(folder, ".parquet"), data, chunk.num_rows, folder, ".parquet"
                     )
                 )
-        if self.profile:
+        if self.profile:  # last: rows re-buffered after an error must not be profiled twice
             width_us = int(self._width.total_seconds() * 1_000_000)
             windows = stamps // width_us
             for window_key in np.unique(windows):
                 start = datetime.fromtimestamp(int(window_key) * width_us / 1e6, tz=UTC)
-                data = self._profile(table.filter(pa.array(windows == window_key)))
-                if data is not None:
-                    folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
-                    out.append(_Pending(self._key(folder, ".bin"), data, 0, folder, ".bin"))
+                self._profile(start, table.filter(pa.array(windows == window_key)))
+        return out
+
+    def _profiles_to_write(self) -> list[_Pending]:
+        out = []
+        for start, running in self._profiles.items():
+            try:
+                data = running.serialize()
+            except Exception:
+                logger.exception(
+                    "capture %s: could not serialise the profile of %d rows; it is skipped",
+                    self.spec.name,
+                    running.rows,
+                )
+                continue
+            folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
+            out.append(_Pending(self._key(folder, ".bin"), data, 0, folder, ".bin"))
+        self._profiles = {}
+        self._profiled_at = time.monotonic()
         return out
 
     def _table(self, rows: list[tuple]) -> pa.Table:
@@ -478,18 +514,18 @@ class Capture:
         ]
         return pa.Table.from_arrays(arrays, names=list(self.columns))
 
-    def _profile(self, table: pa.Table) -> bytes | None:
+    def _profile(self, start: datetime, table: pa.Table) -> None:
         # A profile that cannot be computed must not hold the rows back: log and go on.
         names = [*self.spec.input_features, *self.outputs]
         try:
-            return profiling.profile_frame(table.select(names).to_pandas())
+            running = self._profiles.setdefault(start, profiling.RunningProfile())
+            running.track(table.select(names).to_pandas())
         except Exception:
             logger.exception(
                 "capture %s: could not profile %d rows; their profile is skipped",
                 self.spec.name,
                 table.num_rows,
             )
-            return None
 
     def _flusher_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -501,8 +537,9 @@ class Capture:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            due = time.monotonic() - self._profiled_at >= self.config.profile_interval_s
             try:
-                ok = self._flush()[1]
+                ok = self._flush(profiles=due)[1]
             except Exception:
                 logger.exception("capture %s: flush failed; retrying", self.spec.name)
                 ok = False

@@ -66,8 +66,37 @@ def warm_up() -> None:
 
 def profile_frame(frame: pd.DataFrame) -> bytes:
     """Profile every column of `frame` and return the serialised profile."""
-    why, _ = _whylogs()
-    return why.log(pandas=frame).view().serialize()
+    running = RunningProfile()
+    running.track(frame)
+    return running.serialize()
+
+
+class RunningProfile:
+    """A profile that frames are added to one after another, serialised when wanted.
+
+    Starting a whylogs profile costs about 20 ms (it deep-copies its schema of metrics),
+    whatever the number of rows; adding a frame to a started one costs about 3 ms plus a
+    little per row. Callers that profile a stream in small pieces (prediction capture) keep
+    one running profile and serialise it now and then, instead of a profile per piece.
+    """
+
+    def __init__(self) -> None:
+        self._profile = None
+        self.rows = 0
+
+    def track(self, frame: pd.DataFrame) -> None:
+        if self._profile is None:
+            _whylogs()
+            from whylogs.core import DatasetProfile
+
+            self._profile = DatasetProfile()
+        self._profile.track(pandas=frame)
+        self.rows += len(frame)
+
+    def serialize(self) -> bytes:
+        if self._profile is None:
+            raise ValueError("nothing has been tracked in this profile yet")
+        return self._profile.view().serialize()
 
 
 def merge_profiles(profiles: list[bytes]) -> bytes:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     serve_workers: int = Field(2, ge=1, description="BentoML worker processes.")
     serve_access_log: bool = Field(True, description="BentoML access log line per request.")
     serve_metrics: bool = Field(True, description="BentoML Prometheus metrics at /metrics.")
+    serve_tracing: bool = Field(
+        False,
+        description="BentoML's OpenTelemetry spans for the API routes (configure an exporter "
+        "in BentoML's configuration); off, the routes skip the span tree BentoML records.",
+    )
     serve_max_records: int = Field(1000, ge=1, description="Records per predict request.")
     serve_max_body_bytes: int = Field(1_048_576, ge=1024, description="Request body limit (413).")
     serve_api_key: str | None = Field(
@@ -54,6 +59,9 @@ class Settings(BaseSettings):
         "profiles come from the captured chunks (capture.profile_captured_window).",
     )
     capture_flush_s: float = Field(5.0, gt=0, description="Capture flush interval.")
+    capture_profile_s: float = Field(
+        60.0, gt=0, description="How often each worker writes its running window profiles."
+    )
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
 
     @property

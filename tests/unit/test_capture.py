@@ -270,6 +270,41 @@ def test_a_profile_is_written_per_window(spec, store):
     assert profile_summary(merge_profiles(later)).loc["monthly_charges", "count"] == 6
 
 
+def test_the_thread_writes_profiles_on_their_own_interval(spec, store):
+    # Rows are written every flush; a window's running profile only every
+    # profile_interval_s, on an explicit flush() and on close().
+    ten = datetime(2024, 5, 1, 10, tzinfo=UTC)
+    slow = CaptureConfig(flush_interval_s=0.01, profile_interval_s=3600, close_timeout_s=2.0)
+    capture = Capture(store, spec, worker_id="w1", config=slow, clock=Clock())
+    capture.start()
+    try:
+        for i in range(3):
+            record_n(capture, 2, f"r{i}-")
+            wait_until(lambda: capture.unwritten_rows == 0)
+        assert len(capture_keys(store)) == 3  # three flushes
+        assert window_profiles(store, "churn", ten) == []
+        capture.flush()
+        [profile] = window_profiles(store, "churn", ten)
+        assert profile_summary(profile).loc["tenure_months", "count"] == 6
+        record_n(capture, 4, "last")
+    finally:
+        capture.close()
+    assert len(window_profiles(store, "churn", ten)) == 2
+    merged = profile_summary(merge_profiles(window_profiles(store, "churn", ten)))
+    assert merged.loc["probability", "count"] == 10  # every row profiled exactly once
+
+    due = CaptureConfig(flush_interval_s=0.01, profile_interval_s=0.05, close_timeout_s=2.0)
+    capture = Capture(store, spec, worker_id="w2", config=due, clock=Clock())
+    capture.start()
+    try:
+        record_n(capture, 5, "due")
+        wait_until(lambda: len(window_profiles(store, "churn", ten)) == 3)
+    finally:
+        capture.close()
+    with pytest.raises(ValueError, match="profile_interval_s must be positive"):
+        CaptureConfig(profile_interval_s=0)
+
+
 def test_windows_parse_and_align():
     assert parse_window("15m") == timedelta(minutes=15)
     assert parse_window("1h") == timedelta(hours=1)
