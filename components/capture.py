@@ -187,10 +187,10 @@ class Capture:
         self._types = _arrow_types(spec, self.outputs)
         self._width = parse_window(config.window)
 
-        self._cond = threading.Condition()  # guards _rows, _tables, _unwritten, _closing
+        self._cond = threading.Condition()  # guards _rows, _batches, _unwritten, _closing
         self._rows: list[tuple] = []
-        self._tables: list[pa.Table] = []  # whole requests captured as columns
-        self._buffered = 0  # rows in _rows and _tables, not yet taken by a flush
+        self._batches: list[_Columns] = []  # whole requests captured as columns
+        self._buffered = 0  # rows in _rows and _batches, not yet taken by a flush
         self._unwritten = 0  # rows buffered or encoded but not yet stored
         self._closing = False
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
@@ -284,31 +284,20 @@ class Capture:
         self, columns: Mapping[str, Any], rows: int, *, received_at: datetime | None = None
     ) -> None:
         """Buffer a whole request given as columns (NumPy arrays or lists, one value per
-        row; NaN in a numeric column means null; `model_version` may be one string). Costs
-        a few Arrow conversions per request instead of work per cell, which matters for
+        row; NaN in a numeric column means null; `model_version` may be one string). The
+        columns are kept as given (do not modify them afterwards) and converted to Arrow at
+        flush time, many requests at once: almost no work per request, which matters for
         requests of many records. Missing columns are null; same backpressure as record()."""
         if rows <= 0:
             return
         at = _as_utc(received_at if received_at is not None else self.clock())
         if not columns.get(PREDICTION_ID):
             raise ValueError("columns need prediction_id")
-        arrays = []
-        for name in self.columns:
-            declared = self._types[name]
-            if name == CAPTURED_AT:
-                stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "us")
-                values: Any = np.full(rows, stamp)
-            else:
-                values = columns.get(name)
-                if values is None:
-                    values = [None] * rows
-                elif isinstance(values, str):
-                    values = [values] * rows
-            arrays.append(_column_array(values, declared))
-        self._buffer(table=pa.Table.from_arrays(arrays, names=list(self.columns)))
+        stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "us")
+        self._buffer(batch=_Columns(dict(columns), rows, stamp))
 
-    def _buffer(self, *, rows: list[tuple] | None = None, table: pa.Table | None = None) -> None:
-        size = len(rows) if rows is not None else table.num_rows
+    def _buffer(self, *, rows: list[tuple] | None = None, batch: _Columns | None = None) -> None:
+        size = len(rows) if rows is not None else batch.rows
         while True:
             with self._cond:
                 if self._closing:
@@ -317,7 +306,7 @@ class Capture:
                     if rows is not None:
                         self._rows.extend(rows)
                     else:
-                        self._tables.append(table)
+                        self._batches.append(batch)
                     self._unwritten += size
                     self._buffered += size
                     if self._buffered >= self.config.chunk_rows and self._flusher_alive():
@@ -388,21 +377,20 @@ class Capture:
         with self._flush_lock:
             with self._cond:
                 rows, self._rows = self._rows, []
-                tables, self._tables = self._tables, []
+                batches, self._batches = self._batches, []
                 self._buffered = 0
-            if rows or tables:
+            if rows or batches:
                 try:
-                    self._pending.extend(self._encode(rows, tables))
+                    self._pending.extend(self._encode(rows, batches))
                 except Exception:
+                    taken = len(rows) + sum(b.rows for b in batches)
                     logger.exception(
-                        "capture %s: could not encode %d rows; keeping them",
-                        self.spec.name,
-                        len(rows) + sum(t.num_rows for t in tables),
+                        "capture %s: could not encode %d rows; keeping them", self.spec.name, taken
                     )
                     with self._cond:
                         self._rows[:0] = rows
-                        self._tables[:0] = tables
-                        self._buffered += len(rows) + sum(t.num_rows for t in tables)
+                        self._batches[:0] = batches
+                        self._buffered += taken
                     return 0, False
             if profiles:
                 self._pending.extend(self._profiles_to_write())
@@ -456,10 +444,13 @@ class Capture:
         self._seq += 1
         return f"{folder}/{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}{suffix}"
 
-    def _encode(self, rows: list[tuple], tables: list[pa.Table]) -> list[_Pending]:
-        """Parquet chunks per hour partition, then one profile per window. Every row is
-        turned into Arrow once; partitions are cut from the one table."""
-        parts = ([self._table(rows)] if rows else []) + tables
+    def _encode(self, rows: list[tuple], batches: list[_Columns]) -> list[_Pending]:
+        """Parquet chunks per hour partition, then the rows added to each window's running
+        profile. Every row is turned into Arrow once; partitions are cut from the one
+        table (no copy when all rows share one)."""
+        parts = ([self._table(rows)] if rows else []) + (
+            [self._batches_table(batches)] if batches else []
+        )
         # Columns kept "as given" may differ in type between parts: let Arrow reconcile them.
         table = (
             pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else (parts[0])
@@ -467,10 +458,8 @@ class Capture:
         stamps = table.column(CAPTURED_AT).to_numpy().astype("datetime64[us]").astype(np.int64)
         out = []
         hour_us = 3_600_000_000
-        hours = stamps // hour_us
-        for hour_key in np.unique(hours):
+        for hour_key, part in _partitions(table, stamps // hour_us):
             hour = datetime.fromtimestamp(int(hour_key) * 3600, tz=UTC)
-            part = table.filter(pa.array(hours == hour_key))
             folder = f"captures/{self.spec.name}/date={hour:%Y-%m-%d}/hour={hour:%H}"
             for i in range(0, part.num_rows, self.config.chunk_rows):
                 chunk = part.slice(i, self.config.chunk_rows)
@@ -482,10 +471,9 @@ class Capture:
                 )
         if self.profile:  # last: rows re-buffered after an error must not be profiled twice
             width_us = int(self._width.total_seconds() * 1_000_000)
-            windows = stamps // width_us
-            for window_key in np.unique(windows):
+            for window_key, part in _partitions(table, stamps // width_us):
                 start = datetime.fromtimestamp(int(window_key) * width_us / 1e6, tz=UTC)
-                self._profile(start, table.filter(pa.array(windows == window_key)))
+                self._profile(start, part)
         return out
 
     def _profiles_to_write(self) -> list[_Pending]:
@@ -505,6 +493,17 @@ class Capture:
         self._profiles = {}
         self._profiled_at = time.monotonic()
         return out
+
+    def _batches_table(self, batches: list[_Columns]) -> pa.Table:
+        """Many record_columns() calls as one table: one conversion per column."""
+        arrays = []
+        for name in self.columns:
+            if name == CAPTURED_AT:
+                values: Any = np.repeat([b.at for b in batches], [b.rows for b in batches])
+            else:
+                values = _joined([_spread(b.values.get(name), b.rows) for b in batches])
+            arrays.append(_column_array(values, self._types[name]))
+        return pa.Table.from_arrays(arrays, names=list(self.columns))
 
     def _table(self, rows: list[tuple]) -> pa.Table:
         columns = list(zip(*rows, strict=True))
@@ -604,6 +603,50 @@ def window_profiles(store: Store, problem: str, window_start: datetime) -> list[
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Columns:
+    """One record_columns() call, kept as given until a flush converts many at once."""
+
+    values: dict[str, Any]
+    rows: int
+    at: np.datetime64
+
+
+def _spread(values: Any, rows: int) -> Any:
+    """A request's column: None (missing) and a single string stand for every row."""
+    if values is None:
+        return [None] * rows
+    if isinstance(values, str):
+        return [values] * rows
+    return values
+
+
+def _joined(pieces: list[Any]) -> Any:
+    """Requests' columns end to end: NumPy arrays of one dtype, or all numeric (NumPy
+    promotes them, NaN staying null), stay an array; anything else becomes one list of
+    Python values."""
+    first = pieces[0]
+    if all(isinstance(p, np.ndarray) for p in pieces) and (
+        all(p.dtype == first.dtype for p in pieces) or all(p.dtype.kind in "fiu" for p in pieces)
+    ):
+        return np.concatenate(pieces) if len(pieces) > 1 else first
+    out: list = []
+    for piece in pieces:
+        out.extend(piece.tolist() if isinstance(piece, np.ndarray) else piece)
+    return out
+
+
+def _partitions(table: pa.Table, keys: np.ndarray):
+    """(key, rows of the table with that key) for each distinct key, in order; the table
+    itself, not a copy, when every row has the same key."""
+    distinct = np.unique(keys)
+    if len(distinct) == 1:
+        yield distinct[0], table
+        return
+    for key in distinct:
+        yield key, table.filter(pa.array(keys == key))
 
 
 def _capture_columns(spec: ProblemSpec, outputs: tuple[str, ...]) -> tuple[str, ...]:
