@@ -8,7 +8,8 @@ Servers, each with 2 workers on this machine's cores (the `hey` client shares th
   bento+cap-noprof capture on, whylogs profiles left to capture.profile_captured_window
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
   fastapi          benchmarks/fastapi_app.py on uvicorn[standard], same model and component
-and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP).
+and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP), and the
+CPU time of an in-process predict call with capture off and on (all threads counted).
 
 For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints requests/s,
 p50/p99 latency, non-2xx responses, and requests/s as a ratio of the FastAPI app's.
@@ -199,6 +200,39 @@ def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> di
     return out
 
 
+def capture_cpu(model_dir: Path, records: list[dict], store: Path, n: int = 2000) -> dict:
+    """CPU time per `OnlineModel.predict` call (all threads, flusher included, so every
+    flush inside the loop is paid for), capture off versus on with and without profiles.
+    Steadier than the HTTP figures: no client, no scheduler, and a close() that writes
+    everything before the clock stops."""
+    from components.capture import Capture
+    from components.online import OnlineModel
+    from components.store import LocalStore
+
+    out = {}
+    for size in (1, 100):
+        body = json.dumps({"records": records[:size]}).encode()
+        for name, profile in (("off", None), ("on", True), ("on, no profiles", False)):
+            online = OnlineModel.open(model_dir)
+            if profile is not None:
+                capture = Capture(
+                    LocalStore(store / f"{size}-{len(out)}"),
+                    online.spec,
+                    worker_id="bench",
+                    profile=profile,
+                )
+                capture.start()
+                online.capture = capture
+            for _ in range(100):
+                online.predict(body)
+            start = time.process_time()
+            for _ in range(n):
+                online.predict(body)
+            online.close()
+            out[(size, name)] = (time.process_time() - start) / n * 1e6
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="per measurement")
@@ -268,6 +302,7 @@ def main() -> None:
         # better run, when the number of rounds is even), with its latencies.
         results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
         raw = in_process(model_dir, records)
+        cpu = capture_cpu(model_dir, records, tmp / "cpu")
 
     print(
         f"\n{os.cpu_count()} cores, {args.workers} workers per server, {args.seconds} s per "
@@ -287,6 +322,12 @@ def main() -> None:
         print(
             f"{'in-process':<15}{size:>8}{1:>8}{rate:>10.0f}   (inplace_predict calls/s, "
             "no HTTP, no validation)"
+        )
+    for (size, name), micros in cpu.items():
+        base = cpu[(size, "off")]
+        print(
+            f"in-process CPU per predict, {size:>3} rec, capture {name:<16}{micros:8.0f} us"
+            + (f"  ({micros / base - 1:+.0%})" if name != "off" else "")
         )
     for on, off in (
         ("bento+capture", "bento"),
