@@ -499,7 +499,8 @@ class Capture:
         arrays = []
         for name in self.columns:
             if name == CAPTURED_AT:
-                values: Any = np.repeat([b.at for b in batches], [b.rows for b in batches])
+                stamps = np.array([b.at for b in batches], dtype="datetime64[us]")
+                values: Any = np.repeat(stamps, [b.rows for b in batches])
             else:
                 values = _joined([_spread(b.values.get(name), b.rows) for b in batches])
             arrays.append(_column_array(values, self._types[name]))

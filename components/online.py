@@ -86,6 +86,11 @@ class OnlineModel:
         self.ids = ids
         self.capture = capture
         self._feedback = _feedback_model(spec)
+        # Each categorical feature's categories by code, with null last (code -1).
+        self._categories = {
+            name: np.array([*(spec.features[name].categories or []), None], dtype=object)
+            for name in spec.categorical_features
+        }
 
     @classmethod
     def open(
@@ -130,18 +135,24 @@ class OnlineModel:
         """A request as columns for capture: numbers straight from the model's matrix,
         categories, ids and times as sent, outputs as arrays."""
         spec = self.spec
+        flagging = self.predictor.flag_unknown
         columns: dict = {
             "prediction_id": [a["prediction_id"] for a in answers],
             "model_version": self.predictor.version,
-            "flags": [
-                json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
-            ],
         }
+        if flagging:
+            columns["flags"] = [
+                json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
+            ]
         for j, name in enumerate(spec.input_features):
-            if spec.features[name].is_categorical:
-                columns[name] = [r.__dict__[name] for r in records]
-            else:
+            if not spec.features[name].is_categorical:
                 columns[name] = matrix[:, j]
+            elif flagging:  # an unknown category is NaN in the matrix: keep what was sent
+                columns[name] = [r.__dict__[name] for r in records]
+            else:  # every value is a declared category (or null): decode the matrix's codes
+                columns[name] = self._categories[name][
+                    np.nan_to_num(matrix[:, j], nan=-1).astype(np.intp)
+                ]
         for name in (spec.id_column, spec.event_time_column):
             columns[name] = [r.__dict__[name] for r in records]
         if spec.is_classification:
