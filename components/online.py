@@ -86,11 +86,6 @@ class OnlineModel:
         self.ids = ids
         self.capture = capture
         self._feedback = _feedback_model(spec)
-        # Each categorical feature's categories by code, with null last (code -1).
-        self._categories = {
-            name: np.array([*(spec.features[name].categories or []), None], dtype=object)
-            for name in spec.categorical_features
-        }
 
     @classmethod
     def open(
@@ -150,9 +145,7 @@ class OnlineModel:
             elif flagging:  # an unknown category is NaN in the matrix: keep what was sent
                 columns[name] = [r.__dict__[name] for r in records]
             else:  # every value is a declared category (or null): decode the matrix's codes
-                columns[name] = self._categories[name][
-                    np.nan_to_num(matrix[:, j], nan=-1).astype(np.intp)
-                ]
+                columns[name] = self.predictor.decode(name, matrix[:, j])
         for name in (spec.id_column, spec.event_time_column):
             columns[name] = [r.__dict__[name] for r in records]
         if spec.is_classification:
