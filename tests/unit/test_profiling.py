@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.profiling import merge_profiles, profile_frame, profile_summary
+from components.profiling import RunningProfile, merge_profiles, profile_frame, profile_summary
 
 
 def test_whylogs_needs_the_numpy2_shim():
@@ -101,3 +101,90 @@ def test_fast_float_path_gives_the_same_profile_as_whylogs_own():
         fast_counts[["counts/nan", "counts/inf", "counts/null"]], own_counts
     )
     assert own_counts.loc["x", "counts/inf"] == 2
+
+
+def _without_fast_paths(profile):
+    """Run profile() with whylogs' own code in place of every fast path."""
+    from components import profiling
+
+    profiling._whylogs()
+    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric
+    from whylogs.core.preprocessing import PreprocessedColumn
+
+    owners = (
+        (PreprocessedColumn, "_pandas_split"),
+        (FrequentItemsMetric, "columnar_update"),
+        (CardinalityMetric, "columnar_update"),
+    )
+    fast = [getattr(owner, name) for owner, name in owners]
+    try:
+        for (owner, name), wrapper in zip(owners, fast, strict=True):
+            assert wrapper._fast_path
+            setattr(owner, name, wrapper._original)
+        return profile()
+    finally:
+        for (owner, name), wrapper in zip(owners, fast, strict=True):
+            setattr(owner, name, wrapper)
+
+
+def _metrics(profile: bytes) -> dict:
+    """Every metric whylogs reports per column; frequent items as {item: estimate}, NaN as text."""
+    from components import profiling
+
+    _, view_type = profiling._whylogs()
+    view = view_type.deserialize(profile)
+    out = {}
+    for name, column in view.get_columns().items():
+        for metric_name in column.get_metric_names():
+            summary = column.get_metric(metric_name).to_summary_dict()
+            for key, value in summary.items():
+                if key == "frequent_strings":
+                    value = {item.value: item.est for item in value}
+                elif isinstance(value, float) and np.isnan(value):
+                    value = "NaN"  # NaN != NaN, yet both paths agree on it
+                out[(name, metric_name, key)] = value
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in reduce:RuntimeWarning")
+def test_fast_text_int_and_count_paths_give_whylogs_own_metrics():
+    rng = np.random.default_rng(1)
+    n = 5000
+    text = rng.choice(["north", "south", "east", "x" * 200, "y" * 130 + "a", "y" * 130 + "b"], n)
+    nullable = text.astype(object)
+    nullable[::9] = None
+    nullable[5::11] = np.nan
+    frame = pd.DataFrame(
+        {
+            "text": pd.Series(text, dtype=object),
+            "text_nulls": pd.Series(nullable, dtype=object),
+            "string_dtype": pd.Series(nullable, dtype="string"),
+            "str_dtype": pd.Series(nullable, dtype="str"),
+            "ints": rng.integers(0, 120, n),
+            "ids": [f"id-{i}" for i in range(n)],  # mostly distinct: whylogs' own path
+            "mixed": [1, "a", 2.5, None, True] * (n // 5),  # not all text: whylogs' own path
+            "all_null": [None] * n,
+            "floats": rng.normal(size=n),
+        }
+    )
+    assert all(frame[name].dtype == np.dtype(object) for name in ("text", "text_nulls", "mixed"))
+    halves = (frame.iloc[: n // 2], frame.iloc[n // 2 :])
+
+    def profile():
+        running = RunningProfile()
+        for half in halves:
+            running.track(half)
+        return running.serialize()
+
+    fast, own = _metrics(profile()), _without_fast_paths(lambda: _metrics(profile()))
+    assert fast.keys() == own.keys()
+    # Quantiles come from KLL sketches, which compact at random: compared within sketch error.
+    sketched = {k for k in fast if k[1] == "distribution" and k[2].startswith("q_")}
+    sketched |= {k for k in fast if k[1] == "distribution" and k[2] == "median"}
+    assert {k: fast[k] for k in fast.keys() - sketched} == {
+        k: own[k] for k in own.keys() - sketched
+    }
+    frequent = fast[("text", "frequent_items", "frequent_strings")]
+    assert frequent["x" * 128] == (text == "x" * 200).sum()  # truncated as whylogs does
+    assert frequent["y" * 128] == (np.char.startswith(text.astype(str), "y")).sum()
+    assert fast[("text_nulls", "counts", "null")] == own[("text_nulls", "counts", "null")] > 0
