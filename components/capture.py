@@ -9,12 +9,14 @@ into the store:
 - ``profiles/<problem>/window=<YYYYMMDDTHHMMSSZ>/<worker>-<seq:06d>-<uuid8>.bin``: a whylogs
   profile (through :mod:`components.profiling`) of the inputs and outputs of the rows one
   worker captured in one time window since its previous profile of that window; a
-  monitoring job merges a window's profiles. Every flush adds its rows to a running profile
-  per window, which is written every ``profile_interval_s``, on an explicit ``flush()`` and
-  on ``close()`` (starting a whylogs profile costs ~20 ms whatever its size, too much for
-  every flush of a busy worker). A worker killed without ``close()`` loses the profile of
-  its rows since the last one written, not the rows: ``profile_captured_window`` rebuilds a
-  window's profile from its Parquet chunks;
+  monitoring job merges a window's profiles. Flushed rows are added to a running profile
+  per window once ``profile_batch_rows`` of them are waiting (whylogs' cost per call is a
+  few milliseconds per column whatever the number of rows), and the running profiles are
+  written every ``profile_interval_s``, on an explicit ``flush()`` and on ``close()``
+  (starting a whylogs profile costs ~20 ms whatever its size, too much for every flush of a
+  busy worker). A worker killed without ``close()`` loses the profile of its rows since
+  the last one written, not the rows: ``profile_captured_window`` rebuilds a window's
+  profile from its Parquet chunks;
 - ``feedback/<problem>/<prediction_id>.json``: an observed label, written once.
 
 Every write is create-only, so nothing is ever overwritten.
@@ -69,6 +71,7 @@ FLAGS_COLUMN = "flags"
 FEEDBACK_COLUMNS = ("prediction_id", "label", "observed_at")
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WINDOW = re.compile(r"^(\d+)([mhd])$")
 _WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
@@ -124,6 +127,10 @@ class CaptureConfig:
     # How often the background flusher writes the running profiles (explicit flush() and
     # close() always do).
     profile_interval_s: float = 60.0
+    # Rows kept (as Arrow, already converted for their chunk) before they are added to the
+    # running profile: whylogs costs a few milliseconds per column and call whatever the
+    # number of rows, so it gets many flushes' rows at once. Bounds that memory too.
+    profile_batch_rows: int = 50_000
     # How long close() keeps retrying a failing store before giving up on the last rows.
     close_timeout_s: float = 30.0
 
@@ -136,6 +143,7 @@ class CaptureConfig:
                 "max_buffered_rows",
                 "chunk_rows",
                 "profile_interval_s",
+                "profile_batch_rows",
             )
             if not getattr(self, name) > 0
         ]
@@ -185,6 +193,7 @@ class Capture:
         self.columns = _capture_columns(spec, self.outputs)
         self._feature_columns = (spec.id_column, spec.event_time_column, *spec.input_features)
         self._types = _arrow_types(spec, self.outputs)
+        self._layout = _parquet_layout(spec, self.columns)
         self._width = parse_window(config.window)
 
         self._cond = threading.Condition()  # guards _rows, _batches, _unwritten, _closing
@@ -196,8 +205,11 @@ class Capture:
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
         self._pending: list[_Pending] = []
         self._seq = 0
-        # Guarded by _flush_lock: rows of each window profiled but not yet written.
+        # Guarded by _flush_lock: rows of each window profiled but not yet written, and rows
+        # stored but not yet profiled (profile_batch_rows at most).
         self._profiles: dict[datetime, profiling.RunningProfile] = {}
+        self._unprofiled: dict[datetime, list[pa.Table]] = {}
+        self._unprofiled_rows = 0
         self._profiled_at = time.monotonic()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -284,7 +296,8 @@ class Capture:
         self, columns: Mapping[str, Any], rows: int, *, received_at: datetime | None = None
     ) -> None:
         """Buffer a whole request given as columns (NumPy arrays or lists, one value per
-        row; NaN in a numeric column means null; `model_version` may be one string). The
+        row; NaN in a numeric column means null; a categorical column may be :class:`Codes`;
+        a string, such as `model_version`, stands for every row). The
         columns are kept as given (do not modify them afterwards) and converted to Arrow at
         flush time, many requests at once: almost no work per request, which matters for
         requests of many records. Missing columns are null; same backpressure as record()."""
@@ -463,7 +476,7 @@ class Capture:
             folder = f"captures/{self.spec.name}/date={hour:%Y-%m-%d}/hour={hour:%H}"
             for i in range(0, part.num_rows, self.config.chunk_rows):
                 chunk = part.slice(i, self.config.chunk_rows)
-                data = _parquet_bytes(chunk)
+                data = _parquet_bytes(chunk, self._layout)
                 out.append(
                     _Pending(
                         self._key(folder, ".parquet"), data, chunk.num_rows, folder, ".parquet"
@@ -471,12 +484,17 @@ class Capture:
                 )
         if self.profile:  # last: rows re-buffered after an error must not be profiled twice
             width_us = int(self._width.total_seconds() * 1_000_000)
+            names = [*self.spec.input_features, *self.outputs]
             for window_key, part in _partitions(table, stamps // width_us):
                 start = datetime.fromtimestamp(int(window_key) * width_us / 1e6, tz=UTC)
-                self._profile(start, part)
+                self._unprofiled.setdefault(start, []).append(part.select(names))
+                self._unprofiled_rows += part.num_rows
+            if self._unprofiled_rows >= self.config.profile_batch_rows:
+                self._profile_unprofiled()
         return out
 
     def _profiles_to_write(self) -> list[_Pending]:
+        self._profile_unprofiled()
         out = []
         for start, running in self._profiles.items():
             try:
@@ -497,13 +515,26 @@ class Capture:
     def _batches_table(self, batches: list[_Columns]) -> pa.Table:
         """Many record_columns() calls as one table: one conversion per column."""
         arrays = []
+        rows = sum(b.rows for b in batches)
         for name in self.columns:
+            declared = self._types[name]
+            pieces = [b.values.get(name) for b in batches]
+            first = pieces[0]
             if name == CAPTURED_AT:
                 stamps = np.array([b.at for b in batches], dtype="datetime64[us]")
-                values: Any = np.repeat(stamps, [b.rows for b in batches])
+                array = _column_array(np.repeat(stamps, [b.rows for b in batches]), declared)
+            elif first is None and all(p is None for p in pieces):
+                array = pa.nulls(rows, type=declared)
+            elif isinstance(first, str) and all(isinstance(p, str) and p == first for p in pieces):
+                array = pa.repeat(_column_array([first], declared)[0], rows)
+            elif isinstance(first, Codes) and all(
+                isinstance(p, Codes) and p.categories == first.categories for p in pieces
+            ):
+                array = first.decoded(np.concatenate([p.codes for p in pieces]), declared, name)
             else:
-                values = _joined([_spread(b.values.get(name), b.rows) for b in batches])
-            arrays.append(_column_array(values, self._types[name]))
+                values = _joined([_spread(p, b.rows) for p, b in zip(pieces, batches, strict=True)])
+                array = _column_array(values, declared)
+            arrays.append(array)
         return pa.Table.from_arrays(arrays, names=list(self.columns))
 
     def _table(self, rows: list[tuple]) -> pa.Table:
@@ -514,18 +545,22 @@ class Capture:
         ]
         return pa.Table.from_arrays(arrays, names=list(self.columns))
 
-    def _profile(self, start: datetime, table: pa.Table) -> None:
-        # A profile that cannot be computed must not hold the rows back: log and go on.
-        names = [*self.spec.input_features, *self.outputs]
-        try:
-            running = self._profiles.setdefault(start, profiling.RunningProfile())
-            running.track(table.select(names).to_pandas())
-        except Exception:
-            logger.exception(
-                "capture %s: could not profile %d rows; their profile is skipped",
-                self.spec.name,
-                table.num_rows,
-            )
+    def _profile_unprofiled(self) -> None:
+        """Add the rows kept for profiling to their windows' running profiles, one whylogs
+        call per window."""
+        unprofiled, self._unprofiled, self._unprofiled_rows = self._unprofiled, {}, 0
+        for start, tables in unprofiled.items():
+            # A profile that cannot be computed must not hold the rows back: log and go on.
+            try:
+                table = pa.concat_tables(tables, promote_options="permissive")
+                running = self._profiles.setdefault(start, profiling.RunningProfile())
+                running.track(table.to_pandas())
+            except Exception:
+                logger.exception(
+                    "capture %s: could not profile %d rows; their profile is skipped",
+                    self.spec.name,
+                    sum(t.num_rows for t in tables),
+                )
 
     def _flusher_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -606,6 +641,42 @@ def window_profiles(store: Store, problem: str, window_start: datetime) -> list[
 # ---------------------------------------------------------------------- helpers
 
 
+@dataclass(frozen=True, eq=False)
+class Codes:
+    """A categorical column given to ``record_columns`` as codes into ``categories``, as in a
+    model's feature matrix: floats, NaN for null. Decoding waits for the flush, where it is
+    one Arrow ``take`` for many requests instead of Python objects per request. Codes are
+    checked there too, not per request: a code that is no whole number in range (a bug in
+    whatever encoded them; the value it stood for cannot be recovered) is stored as null
+    and logged."""
+
+    codes: np.ndarray
+    categories: tuple
+
+    def values(self) -> list:
+        """The categories as Python values, None for null (and invalid codes)."""
+        return self.decoded(self.codes, pa.infer_type(list(self.categories))).to_pylist()
+
+    def decoded(self, codes: np.ndarray, declared: pa.DataType, column: str = "") -> pa.Array:
+        """``codes`` (of this column's categories) as an Arrow array of the declared type."""
+        codes = np.asarray(codes, dtype=np.float64)
+        invalid = ~np.isnan(codes) & (
+            (codes < 0) | (codes >= len(self.categories)) | (codes % 1 != 0)
+        )
+        if invalid.any():
+            logger.error(
+                "capture column %s: %d codes are not codes of its %d categories (e.g. %s); "
+                "stored as null",
+                column or "?",
+                int(invalid.sum()),
+                len(self.categories),
+                sorted(set(codes[invalid].tolist()))[:5],
+            )
+        indices = np.where(np.isnan(codes) | invalid, -1, codes).astype(np.int64)
+        dictionary = _column_array(list(self.categories), declared)
+        return dictionary.take(pa.array(indices, mask=indices < 0))
+
+
 @dataclass
 class _Columns:
     """One record_columns() call, kept as given until a flush converts many at once."""
@@ -616,11 +687,14 @@ class _Columns:
 
 
 def _spread(values: Any, rows: int) -> Any:
-    """A request's column: None (missing) and a single string stand for every row."""
+    """A request's column: None (missing) and a single string stand for every row; codes
+    become their categories."""
     if values is None:
         return [None] * rows
     if isinstance(values, str):
         return [values] * rows
+    if isinstance(values, Codes):
+        return values.values()
     return values
 
 
@@ -733,7 +807,16 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
                 return array  # kept as given, as _array does, rather than failing the flush
         return array
     values = list(values)
-    if declared != _TIMESTAMP:
+    if declared == _TIMESTAMP:
+        # Aware datetimes, converted as their distance from the epoch: Arrow converts a
+        # timedelta five times faster than an aware datetime (no utcoffset() per value).
+        # Anything else (naive, text, numbers) fails the subtraction and takes _array.
+        try:
+            since = [None if v is None else v - _EPOCH for v in values]
+            return pa.array(since, type=pa.duration("us")).cast(pa.int64()).cast(_TIMESTAMP)
+        except (TypeError, pa.ArrowException, OverflowError):
+            pass
+    else:
         # Validated requests almost always fit: let Arrow check in C, per value only on error.
         try:
             return pa.array(values, type=declared)
@@ -742,10 +825,25 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
     return _array(values, declared)
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def _parquet_bytes(table: pa.Table, layout: dict[str, Any]) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, **layout)
     return sink.getvalue().to_pybytes()
+
+
+def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, Any]:
+    """How chunks are written, chosen for the writer's CPU (it runs beside the requests):
+    zstd level 1 (as small as the default level on captured rows, for about three quarters
+    of the CPU); dictionary encoding only where values repeat (categories, model version,
+    label, flags), not on ids and measurements, where Arrow would try it and give up;
+    min/max statistics only on the two time columns, which readers filter on."""
+    repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
+    return {
+        "compression": "zstd",
+        "compression_level": 1,
+        "use_dictionary": [c for c in columns if c in repeating],
+        "write_statistics": [c for c in columns if c in (CAPTURED_AT, spec.event_time_column)],
+    }
 
 
 def _concat(tables: list[pa.Table]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from components import training
-from components.capture import Capture, FeedbackConflictError
+from components.capture import Capture, Codes, FeedbackConflictError
 from components.problem import ProblemSpec
 from components.serving import Predictor, RequestError, Validator
 
@@ -144,8 +144,8 @@ class OnlineModel:
                 columns[name] = matrix[:, j]
             elif flagging:  # an unknown category is NaN in the matrix: keep what was sent
                 columns[name] = [r.__dict__[name] for r in records]
-            else:  # every value is a declared category (or null): decode the matrix's codes
-                columns[name] = self.predictor.decode(name, matrix[:, j])
+            else:  # every value is a declared category (or null): the capture decodes codes
+                columns[name] = Codes(matrix[:, j], self.predictor.categories(name))
         for name in (spec.id_column, spec.event_time_column):
             columns[name] = [r.__dict__[name] for r in records]
         if spec.is_classification:

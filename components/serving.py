@@ -162,17 +162,11 @@ class Predictor:
             name: {c: float(i) for i, c in enumerate(spec.features[name].categories or [])}
             for name in spec.categorical_features
         }
-        # The inverse of _codes, with null last so that code -1 decodes to None.
-        self._categories = {
-            name: np.array([*(spec.features[name].categories or []), None], dtype=object)
-            for name in spec.categorical_features
-        }
 
-    def decode(self, name: str, codes: np.ndarray) -> np.ndarray:
-        """A categorical column of `matrix()` back to its categories (NaN to None). Unknown
-        categories are NaN there too, so this gives the sent values only when validation
-        refused unknown ones (flag_unknown off)."""
-        return self._categories[name][np.nan_to_num(codes, nan=-1).astype(np.intp)]
+    def categories(self, name: str) -> tuple:
+        """The categories of a categorical feature, in the order of their codes in
+        `matrix()` (code i is categories[i]; null and unknown categories are NaN)."""
+        return tuple(self.spec.features[name].categories or ())
 
     def matrix(self, records: Iterable[BaseModel]) -> np.ndarray:
         """Features in spec order, categories as codes, null and unknown as NaN. float64,

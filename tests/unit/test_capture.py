@@ -16,6 +16,7 @@ import pytest
 from components.capture import (
     Capture,
     CaptureConfig,
+    Codes,
     FeedbackConflictError,
     parse_window,
     profile_windows,
@@ -591,3 +592,114 @@ def test_a_window_can_be_profiled_from_its_captured_chunks(spec, store):
     assert summary.loc["probability", "count"] == 7
     empty_window = start.replace(year=start.year - 1)
     assert profile_captured_window(store, spec, empty_window, "1h") is None
+
+
+def _columns(spec, ids: list[str], **changes) -> dict:
+    import numpy as np
+
+    rows = [features(i) for i in range(len(ids))]
+    columns = {name: [r[name] for r in rows] for name in rows[0]}
+    columns.update(
+        prediction_id=ids,
+        model_version="v1",
+        probability=np.full(len(ids), 0.25),
+        label=np.zeros(len(ids), dtype=np.int64),
+    )
+    return {**columns, **changes}
+
+
+def test_categories_given_as_codes_are_stored_as_categories(spec, store):
+    import numpy as np
+
+    regions = spec.features["region"].categories
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    codes = Codes(np.array([0.0, np.nan, len(regions) - 1]), tuple(regions))
+    capture.record_columns(_columns(spec, ["a0", "a1", "a2"], region=codes), 3)
+    capture.record_columns(
+        _columns(spec, ["b0", "b1"], region=Codes(np.array([1.0, 1.0]), tuple(regions))), 2
+    )
+    assert capture.flush() == 5
+    # The same column as codes in one request and as values in another (mixed) also works.
+    capture.record_columns(_columns(spec, ["c0"], region=Codes(np.array([2.0]), tuple(regions))), 1)
+    capture.record_columns(_columns(spec, ["d0"], region=["west"]), 1)
+    assert capture.flush() == 2
+    frame = read_captures(store, "churn").set_index("prediction_id")
+    assert pd.isna(frame.loc["a1", "region"])  # NaN code: null
+    assert frame["region"].drop("a1").to_dict() == {
+        "a0": regions[0],
+        "a2": regions[-1],
+        "b0": regions[1],
+        "b1": regions[1],
+        "c0": regions[2],
+        "d0": "west",
+    }
+    assert (frame["model_version"] == "v1").all()
+    assert frame["flags"].isna().all()  # a column no request gave is null
+
+
+def test_codes_outside_the_categories_are_stored_as_null_and_logged(spec, store, caplog):
+    import numpy as np
+
+    regions = tuple(spec.features["region"].categories)
+    assert Codes(np.array([0.0, np.nan]), ("a", "b")).values() == ["a", None]
+    assert Codes(np.array([1.0]), (0, 1)).values() == [1]
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    bad = Codes(np.array([0.0, 99.0, 0.5, -1.0]), regions)
+    capture.record_columns(_columns(spec, ["a", "b", "c", "d"], region=bad), 4)
+    with caplog.at_level(logging.ERROR):
+        assert capture.flush() == 4  # the rows are kept
+    assert "capture column region: 3 codes are not codes of its 5 categories" in caplog.text
+    frame = read_captures(store, "churn").set_index("prediction_id")
+    assert frame.loc["a", "region"] == regions[0]
+    assert frame.loc[["b", "c", "d"], "region"].isna().all()
+
+
+def test_rows_are_profiled_in_batches_of_bounded_size(spec, store):
+    config = CaptureConfig(profile_batch_rows=25)
+    capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock())
+    for i in range(5):
+        record_n(capture, 10, f"r{i}-")
+        assert capture._flush(profiles=False)[0] == 10  # rows are written at once
+        assert capture._unprofiled_rows < 25  # rows waiting for whylogs stay bounded
+    assert capture._unprofiled_rows == 20  # 50 rows: 30 profiled at once, 20 waiting
+    assert capture.flush() == 0
+    assert capture._unprofiled_rows == 0
+    [profile] = window_profiles(store, "churn", datetime(2024, 5, 1, 10, tzinfo=UTC))
+    assert profile_summary(profile).loc["tenure_months", "count"] == 50
+
+
+def test_event_times_keep_their_instant_whatever_their_offset(spec, store):
+    plus2 = timezone(timedelta(hours=2))
+    times = [
+        datetime(2024, 4, 30, 8, 0, 0, 123456, tzinfo=plus2),
+        None,
+        pd.Timestamp("2024-04-30 06:00", tz="UTC"),
+        datetime(1969, 12, 31, 23, 59, tzinfo=UTC),  # before the epoch
+    ]
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    ids = ["a", "b", "c", "d"]
+    capture.record_columns(_columns(spec, ids, event_time=times), 4)
+    assert capture.flush() == 4
+    stored = read_captures(store, "churn").set_index("prediction_id")["event_time"]
+    assert stored["a"] == pd.Timestamp("2024-04-30 06:00:00.123456", tz="UTC")
+    assert pd.isna(stored["b"])
+    assert stored["c"] == pd.Timestamp("2024-04-30 06:00", tz="UTC")
+    assert stored["d"] == pd.Timestamp("1969-12-31 23:59", tz="UTC")
+
+
+def test_chunks_keep_statistics_on_time_and_dictionaries_on_repeating_columns(spec, store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 20)
+    capture.flush()
+    [key] = capture_keys(store)
+    meta = pq.ParquetFile(pa.BufferReader(store.get_bytes(key))).metadata.row_group(0)
+    columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert columns["captured_at"].statistics.has_min_max
+    assert columns["event_time"].statistics.has_min_max
+    assert columns["prediction_id"].statistics is None
+    assert "RLE_DICTIONARY" in columns["region"].encodings
+    assert "RLE_DICTIONARY" not in columns["prediction_id"].encodings
+    assert columns["region"].compression == "ZSTD"
