@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +53,11 @@ class PredictionIds:
     def __init__(self, secret: bytes):
         self._secret = secret
 
-    def new(self) -> str:
-        token = secrets.token_hex(16)
-        return token + self._tag(token)
+    def new_many(self, n: int) -> list[str]:
+        """``n`` new ids, from one read of the system's random source (a read per id,
+        as ``secrets.token_hex`` does, was a tenth of a 100-record request's CPU)."""
+        tokens = os.urandom(16 * n).hex()
+        return [tokens[i : i + 32] + self._tag(tokens[i : i + 32]) for i in range(0, 32 * n, 32)]
 
     def issued(self, prediction_id: str) -> bool:
         if len(prediction_id) != 32 + _TAG_HEX:
@@ -107,7 +110,7 @@ class OnlineModel:
             booster,
             version=metadata["version"],
             threshold=metadata.get("threshold"),
-            new_id=ids.new,
+            new_ids=ids.new_many,
             flag_unknown=options.flag_unknown_categories,
         )
         validator = Validator(

@@ -147,13 +147,13 @@ class Predictor:
         *,
         version: str,
         threshold: float | None,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_ids: Callable[[int], list[str]] = lambda n: [uuid.uuid4().hex for _ in range(n)],
         flag_unknown: bool = True,
     ):
         """flag_unknown: look for unknown categories to flag; needless when validation
         refuses them, as it does unless they are accepted and flagged."""
         self.spec = spec
-        self.new_id = new_id
+        self.new_ids = new_ids
         self.flag_unknown = flag_unknown
         self.booster = booster
         self.version = version
@@ -195,8 +195,9 @@ class Predictor:
         matrix = self.matrix(records)
         scores = self.booster.inplace_predict(matrix)
         answers = []
-        for record, score in zip(records, scores, strict=True):
-            answer = {"prediction_id": self.new_id(), "model_version": self.version}
+        ids = self.new_ids(len(records))
+        for record, score, prediction_id in zip(records, scores, ids, strict=True):
+            answer = {"prediction_id": prediction_id, "model_version": self.version}
             if self.spec.is_classification:
                 answer["probability"] = float(score)
                 answer["label"] = int(

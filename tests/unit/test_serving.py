@@ -182,3 +182,16 @@ def test_categories_are_indexed_by_the_codes_of_the_matrix(spec, model_and_rows)
             categories = predictor.categories(name)
             decoded = [categories[int(code)] for code in matrix[:, j]]
             assert decoded == [r.__dict__[name] for r in records], name
+
+
+def test_prediction_ids_are_distinct_and_recognised_only_with_their_secret():
+    from components.online import PredictionIds
+
+    ids = PredictionIds(b"secret").new_many(1000)
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 48 and int(i, 16) >= 0 for i in ids)
+    assert all(PredictionIds(b"secret").issued(i) for i in ids[:50])
+    assert not any(PredictionIds(b"other").issued(i) for i in ids[:50])
+    forged = ids[0][:31] + ("0" if ids[0][31] != "0" else "1") + ids[0][32:]
+    assert not PredictionIds(b"secret").issued(forged)
+    assert PredictionIds(b"secret").new_many(0) == []
