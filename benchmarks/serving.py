@@ -12,7 +12,10 @@ and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP),
 CPU time of an in-process predict call with capture off and on (all threads counted).
 
 For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints requests/s,
-p50/p99 latency, non-2xx responses, and requests/s as a ratio of the FastAPI app's.
+p50/p99 latency, non-2xx responses, requests/s as a ratio of the FastAPI app's, and the
+server's CPU time per request (all its processes; the median over rounds). Capture's cost is
+shown both ways: as lost requests/s, and as extra server CPU per request, the steadier of
+the two on a machine whose neighbours take CPU time unpredictably.
 `hey` comes from Debian (apt-get install hey); the script installs it if missing and
 allowed (root).
 """
@@ -25,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,12 +180,27 @@ def hey(binary: str, url: str, body: Path, clients: int, seconds: int) -> dict:
     errors = len(re.findall(r"Error distribution", out))
     non2xx = sum(n for c, n in codes.items() if not 200 <= c < 300)
     return {
+        "requests": sum(codes.values()),
         "rps": rps,
         "p50": float(lat.get("50", "nan")) * 1000,
         "p99": float(lat.get("99", "nan")) * 1000,
         "non2xx": non2xx,
         "errors": errors,
     }
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server: its process, its workers and
+    whatever they started."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
@@ -287,7 +306,10 @@ def main() -> None:
                     for size, body in bodies.items():
                         hey(binary, f"{url}/predict", body, 4, 1)
                         for c in clients:
+                            before = server_cpu(process.pid)
                             r = hey(binary, f"{url}/predict", body, c, args.seconds)
+                            used = server_cpu(process.pid) - before
+                            r["cpu_us"] = used / max(r["requests"], 1) * 1e6
                             runs.setdefault((name, size, c), []).append(r)
                             print(
                                 f"  round {round_ + 1} {name:<15}{size:>4} rec  c={c:<3}"
@@ -301,6 +323,9 @@ def main() -> None:
         # The run with the median throughput of each cell (the upper median, i.e. the
         # better run, when the number of rounds is even), with its latencies.
         results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
+        # Server CPU per request, median over rounds on its own: steadier than req/s on a
+        # shared machine (time stolen by neighbours is not counted).
+        median_cpu = {k: statistics.median(r["cpu_us"] for r in v) for k, v in runs.items()}
         raw = in_process(model_dir, records)
         cpu = capture_cpu(model_dir, records, tmp / "cpu")
 
@@ -310,13 +335,13 @@ def main() -> None:
     )
     print(
         f"{'server':<15}{'records':>8}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'non-2xx':>9}{'x fastapi':>11}"
+        f"{'non-2xx':>9}{'x fastapi':>11}{'cpu us/req':>12}"
     )
     for (name, size, c), r in results.items():
         ratio = r["rps"] / results[("fastapi", size, c)]["rps"]
         print(
             f"{name:<15}{size:>8}{c:>8}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-            f"{r['non2xx']:>9}{ratio:>11.2f}"
+            f"{r['non2xx']:>9}{ratio:>11.2f}{r['cpu_us']:>12.0f}"
         )
     for size, rate in raw.items():
         print(
@@ -341,6 +366,12 @@ def main() -> None:
             for c in clients
         ]
         print(f"capture cost ({on} vs {off}, 1 - req/s ratio): {', '.join(cost)}")
+        cost = [
+            f"{size} rec c={c}: {median_cpu[(on, size, c)] / median_cpu[(off, size, c)] - 1:+.0%}"
+            for size in (1, 100)
+            for c in clients
+        ]
+        print(f"capture cost ({on} vs {off}, server CPU per request): {', '.join(cost)}")
     spread = {k: (min(r["rps"] for r in v), max(r["rps"] for r in v)) for k, v in runs.items()}
     print(
         "req/s range over rounds: "
