@@ -378,11 +378,12 @@ class Capture:
 
     # ------------------------------------------------------------------ flushing
 
-    def flush(self) -> int:
-        """Write every buffered row, and the running profiles, now and return how many rows
-        were stored. A store error is logged and keeps the rows for the next flush; flush
-        itself does not raise."""
-        return self._flush()[0]
+    def flush(self, *, profiles: bool = True) -> int:
+        """Write every buffered row, and the running profiles (unless ``profiles`` is
+        false, as between the flusher's profile writes), now and return how many rows were
+        stored. A store error is logged and keeps the rows for the next flush; flush itself
+        does not raise."""
+        return self._flush(profiles=profiles)[0]
 
     def _flush(self, *, profiles: bool = True) -> tuple[int, bool]:
         """(rows written, whether everything taken was written). ``profiles``: also write

@@ -659,7 +659,7 @@ def test_rows_are_profiled_in_batches_of_bounded_size(spec, store):
     capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock())
     for i in range(5):
         record_n(capture, 10, f"r{i}-")
-        assert capture._flush(profiles=False)[0] == 10  # rows are written at once
+        assert capture.flush(profiles=False) == 10  # rows are written at once
         assert capture._unprofiled_rows < 25  # rows waiting for whylogs stay bounded
     assert capture._unprofiled_rows == 20  # 50 rows: 30 profiled at once, 20 waiting
     assert capture.flush() == 0
