@@ -149,15 +149,17 @@ def _fast_frequent_items(update):
         counted = _distinct(view)
         if counted is None:
             return update(self, view)
+        ints, texts = counted
         sketch = self.frequent_strings.value
         successes = 0
-        for counts, as_text in zip(counted, (str, None), strict=True):
-            if counts is None:
-                continue
-            for value, count in counts.items():
-                item = as_text(value) if as_text else value[0 : self.max_frequent_item_size]
-                sketch.update(item, int(count))
-            successes += int(counts.sum())
+        if ints is not None:  # as whylogs' update_np writes them
+            for value, count in ints.items():
+                sketch.update(str(value), int(count))
+            successes += int(ints.sum())
+        if texts is not None:  # truncated as whylogs truncates them
+            for value, count in texts.items():
+                sketch.update(value[0 : self.max_frequent_item_size], int(count))
+            successes += int(texts.sum())
         return OperationResult.ok(successes)
 
     return _fast_path(fast_update, update)
