@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# Prefect's temporary server usually starts in 12-14 s here, but its default timeout (20 s)
+# was once exceeded by a fresh clone's first `make demo` on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 demo: $(STAMP) ## Run the loop on generated data with embedded defaults
 	$(BIN)/mlops demo

@@ -15,6 +15,8 @@ import pytest
 
 # No telemetry from the temporary Prefect server: tests only ever contact 127.0.0.1.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Its start-up can pass Prefect's 20 s limit on a busy 2-core machine (as the Makefile says).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # BentoML reads its home when first imported: point it at a throwaway folder before that.
 _BENTOML_HOME = tempfile.mkdtemp(prefix="bentoml-home-")
 os.environ["BENTOML_HOME"] = _BENTOML_HOME
