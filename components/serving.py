@@ -162,11 +162,12 @@ class Predictor:
             name: {c: float(i) for i, c in enumerate(spec.features[name].categories or [])}
             for name in spec.categorical_features
         }
+        self._categories = {name: tuple(codes) for name, codes in self._codes.items()}
 
     def categories(self, name: str) -> tuple:
         """The categories of a categorical feature, in the order of their codes in
         `matrix()` (code i is categories[i]; null and unknown categories are NaN)."""
-        return tuple(self.spec.features[name].categories or ())
+        return self._categories[name]
 
     def matrix(self, records: Iterable[BaseModel]) -> np.ndarray:
         """Features in spec order, categories as codes, null and unknown as NaN. float64,
