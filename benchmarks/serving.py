@@ -351,7 +351,7 @@ def main() -> None:
         ratio = r["rps"] / results[("fastapi", size, c)]["rps"]
         print(
             f"{name:<15}{size:>8}{c:>8}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-            f"{r['non2xx']:>9}{ratio:>11.2f}{r['cpu_us']:>12.0f}"
+            f"{r['non2xx']:>9}{ratio:>11.2f}{median_cpu[(name, size, c)]:>12.0f}"
         )
     for size, rate in raw.items():
         print(
