@@ -35,6 +35,7 @@ anything else takes whylogs' own code. Tests compare both paths on every column 
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import numpy as np
@@ -43,11 +44,16 @@ import pandas as pd
 
 @cache
 def _whylogs():
-    """Import whylogs once, after installing the NumPy 2 compatibility shim and the fast
-    paths."""
+    """Import whylogs once, with its usage telemetry off (it would post to whylogs.com
+    from every process that profiles), after installing the NumPy 2 compatibility shim and
+    the fast paths."""
     if not hasattr(np, "unicode_"):
         np.unicode_ = np.str_
+    os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
     import whylogs
+    import whylogs.api.usage_stats as usage_stats
+
+    usage_stats._TELEMETRY_DISABLED = True  # also when whylogs was imported before
     from whylogs.core import DatasetProfileView
     from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric
     from whylogs.core.preprocessing import PreprocessedColumn
