@@ -162,6 +162,9 @@ class _Pending:
     rows: int  # capture rows it holds (0 for a profile)
     folder: str = field(repr=False)
     suffix: str = field(repr=False)
+    # Named by flush_as(): the key is this data's for good, so finding it taken means an
+    # earlier attempt stored it.
+    named: bool = field(default=False, repr=False)
 
 
 class Capture:
@@ -205,6 +208,8 @@ class Capture:
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
         self._pending: list[_Pending] = []
         self._seq = 0
+        self._name: str | None = None  # set by flush_as() for the keys of one flush
+        self._name_seq = 0
         # Guarded by _flush_lock: rows of each window profiled but not yet written, and rows
         # stored but not yet profiled (profile_batch_rows at most).
         self._profiles: dict[datetime, profiling.RunningProfile] = {}
@@ -385,10 +390,23 @@ class Capture:
         does not raise."""
         return self._flush(profiles=profiles)[0]
 
-    def _flush(self, *, profiles: bool = True) -> tuple[int, bool]:
+    def flush_as(self, name: str) -> bool:
+        """Write everything recorded, rows and profiles, under keys made from ``name``
+        (``<folder>/<name>-<n:04d>.parquet`` and ``.bin``); True once all of it is stored.
+
+        For replaying a journal segment (:mod:`components.journal`): the same rows under the
+        same name give the same keys, and a key found taken was written by an earlier
+        attempt, so a segment replayed twice (a crash between storing its rows and deleting
+        it) is stored once. Record only that segment's rows between two calls."""
+        if not _SAFE_NAME.match(name):
+            raise ValueError(f"invalid flush name {name!r}: it becomes part of store keys")
+        return self._flush(profiles=True, name=name)[1]
+
+    def _flush(self, *, profiles: bool = True, name: str | None = None) -> tuple[int, bool]:
         """(rows written, whether everything taken was written). ``profiles``: also write
-        the running profiles."""
+        the running profiles. ``name``: see flush_as()."""
         with self._flush_lock:
+            self._name, self._name_seq = name, 0
             with self._cond:
                 rows, self._rows = self._rows, []
                 batches, self._batches = self._batches, []
@@ -444,7 +462,7 @@ class Capture:
                 self.store.put_bytes(item.key, item.data, create_only=True)
                 return
             except ObjectExistsError:
-                if self._holds(item):
+                if item.named or self._holds(item):
                     return  # an earlier attempt did write it, though it reported a failure
                 item.key = self._key(item.folder, item.suffix)  # someone else's: new name
 
@@ -455,6 +473,9 @@ class Capture:
             return False
 
     def _key(self, folder: str, suffix: str) -> str:
+        if self._name is not None:
+            self._name_seq += 1
+            return f"{folder}/{self._name}-{self._name_seq:04d}{suffix}"
         self._seq += 1
         return f"{folder}/{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}{suffix}"
 
@@ -478,10 +499,9 @@ class Capture:
             for i in range(0, part.num_rows, self.config.chunk_rows):
                 chunk = part.slice(i, self.config.chunk_rows)
                 data = _parquet_bytes(chunk, self._layout)
+                key = self._key(folder, ".parquet")
                 out.append(
-                    _Pending(
-                        self._key(folder, ".parquet"), data, chunk.num_rows, folder, ".parquet"
-                    )
+                    _Pending(key, data, chunk.num_rows, folder, ".parquet", self._name is not None)
                 )
         if self.profile:  # last: rows re-buffered after an error must not be profiled twice
             width_us = int(self._width.total_seconds() * 1_000_000)
@@ -508,7 +528,8 @@ class Capture:
                 )
                 continue
             folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
-            out.append(_Pending(self._key(folder, ".bin"), data, 0, folder, ".bin"))
+            key = self._key(folder, ".bin")
+            out.append(_Pending(key, data, 0, folder, ".bin", self._name is not None))
         self._profiles = {}
         self._profiled_at = time.monotonic()
         return out

@@ -195,8 +195,14 @@ class Predictor:
         """The answers, and the feature matrix and scores they came from."""
         matrix = self.matrix(records)
         scores = self.booster.inplace_predict(matrix)
+        return self.answers(records, scores, self.new_ids(len(records))), matrix, scores
+
+    def answers(
+        self, records: Sequence[BaseModel], scores: np.ndarray, ids: Sequence[str]
+    ) -> list[dict]:
+        """The answers for records already scored, under the given prediction ids (how a
+        journal replay rebuilds what the service answered without predicting again)."""
         answers = []
-        ids = self.new_ids(len(records))
         for record, score, prediction_id in zip(records, scores, ids, strict=True):
             answer = {"prediction_id": prediction_id, "model_version": self.version}
             if self.spec.is_classification:
@@ -210,7 +216,7 @@ class Predictor:
             if unknown:
                 answer["flags"] = {UNKNOWN_CATEGORY_FLAG: unknown}
             answers.append(answer)
-        return answers, matrix, scores
+        return answers
 
     def _unknown_categories(self, record: BaseModel) -> list[str]:
         values = record.__dict__
