@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from components import training
 from components.capture import Capture, Codes, FeedbackConflictError
+from components.journal import Journal
 from components.problem import ProblemSpec
 from components.serving import Predictor, RequestError, Validator
 
@@ -81,6 +82,7 @@ class OnlineModel:
         validator: Validator,
         ids: PredictionIds,
         capture: Capture | None,
+        journal: Journal | None = None,
     ):
         self.spec = spec
         self._metadata = metadata
@@ -88,6 +90,9 @@ class OnlineModel:
         self.validator = validator
         self.ids = ids
         self.capture = capture
+        # With a journal, predict() only appends the request to it; a separate process
+        # replays the journal into the capture (components.journal).
+        self.journal = journal
         self._feedback = _feedback_model(spec)
 
     @classmethod
@@ -121,13 +126,34 @@ class OnlineModel:
     def predict(self, body: bytes) -> dict:
         records = self.validator.parse(body)
         answers, matrix, scores = self.predictor.predict_batch(records)
-        if self.capture is not None:
-            if len(records) >= COLUMNAR_FROM:
-                columns = self._columns(records, answers, matrix, scores)
-                self.capture.record_columns(columns, len(records))
-            else:
-                self.capture.record([r.__dict__ for r in records], answers)
+        if self.journal is not None:
+            self.journal.append(body, [a["prediction_id"] for a in answers], scores)
+        elif self.capture is not None:
+            self._capture(records, answers, matrix, scores, None)
         return {"predictions": answers}
+
+    def replay(self, body: bytes, ids: list[str], scores: np.ndarray, received_at) -> int:
+        """Capture a request this model answered, from its journal entry, as predict()
+        would have: the same validation and the same answers under the same ids, without
+        predicting again. Returns the number of records."""
+        if self.capture is None:
+            raise RuntimeError("replay needs a capture")
+        records = self.validator.parse(body)
+        if not len(records) == len(ids) == len(scores):
+            raise ValueError(
+                f"journal entry does not match its request: {len(records)} records, "
+                f"{len(ids)} ids, {len(scores)} scores"
+            )
+        answers = self.predictor.answers(records, scores, ids)
+        self._capture(records, answers, self.predictor.matrix(records), scores, received_at)
+        return len(records)
+
+    def _capture(self, records, answers, matrix, scores, received_at) -> None:
+        if len(records) >= COLUMNAR_FROM:
+            columns = self._columns(records, answers, matrix, scores)
+            self.capture.record_columns(columns, len(records), received_at=received_at)
+        else:
+            self.capture.record([r.__dict__ for r in records], answers, received_at=received_at)
 
     def _columns(self, records, answers, matrix, scores) -> dict:
         """A request as columns for capture: numbers straight from the model's matrix,
@@ -213,6 +239,8 @@ class OnlineModel:
         }
 
     def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
         if self.capture is not None:
             self.capture.close()
 
