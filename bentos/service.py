@@ -17,14 +17,22 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided three
 - BentoML records an OpenTelemetry span tree for every request even with no exporter; the
   API routes are left out of it unless MLOPS_SERVE_TRACING asks for traces.
 
+Capture: by default each worker only journals the requests it answered (one write per
+request) and starts a replayer process (bentos/replayer.py) that captures them at idle CPU
+priority; on shutdown the worker waits for its replayer to store the last segment.
+
 Configuration comes from MLOPS_* variables (components.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -35,15 +43,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bentos import replayer
 from bentos.guard import BodyTooLargeError, Guard, GuardConfig
 from components.capture import Capture, CaptureConfig
+from components.journal import Journal, spool_folder
 from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
 from components.serving import RequestError
 from components.settings import Settings
 from components.store import store_from_settings
 
+logger = logging.getLogger(__name__)
+
 API_ROUTES = ("/predict", "/feedback", "/metadata")
+# How long a stopping worker waits for its replayer to store the journal's last segments.
+_REPLAY_WAIT_S = 60.0
+_RESTART_S = 10.0  # at most one replayer start per worker in this time
 guard = GuardConfig()  # set from the settings when the service starts in this process
 
 
@@ -124,16 +139,68 @@ class PredictionService:
             else None,
         )
         self.online = OnlineModel.open(self.model_ref.path, options=options)
+        self.replayer: subprocess.Popen | None = None
         if settings.capture:
             # Built from the spec of the model just verified, not from a second read.
             self.online.capture = _capture(settings, self.online.spec)
-            self.online.capture.start()
+            if settings.capture_journal:
+                # The worker journals requests; a replayer process at idle priority
+                # captures them (feedback is still written by the worker, on request).
+                self.online.journal = _journal(settings, self.online, options, self._watch)
+                self._start_replayer()
+                self.online.journal.start()
+            else:
+                self.online.capture.start()
         api.state.online = self.online
+
+    def _start_replayer(self) -> None:
+        self._replayer_started = time.monotonic()
+        self.replayer = replayer.start(
+            Path(self.model_ref.path), self.online.journal.folder, os.getpid()
+        )
+
+    def _watch(self) -> None:
+        """Run by the journal's thread: a replayer that died is started again, at most every
+        _RESTART_S (its claimed segments are still this worker's; the new one takes them)."""
+        code = self.replayer.poll() if self.replayer is not None else None
+        if code is not None and time.monotonic() - self._replayer_started >= _RESTART_S:
+            logger.warning(
+                "capture replayer (pid %d) exited with %s; starting another",
+                self.replayer.pid,
+                code,
+            )
+            self._start_replayer()
 
     @bentoml.on_shutdown
     def close(self) -> None:
-        """Flush captured predictions before the worker exits (SIGTERM loses nothing)."""
+        """Write what was answered before the worker exits (SIGTERM loses nothing): with a
+        journal, close its last segment and wait for the replayer to store it."""
         self.online.close()
+        journal = self.online.journal
+        if journal is not None and not journal.wait_replayed(timeout=_REPLAY_WAIT_S):
+            logger.warning(
+                "%d journal segments of this worker are not stored yet; its replayer (pid %s) "
+                "goes on after the worker exits, and any replayer of %s adopts them",
+                len(journal.segments()),
+                self.replayer.pid if self.replayer else "?",
+                journal.folder,
+            )
+
+
+def _journal(settings: Settings, online: OnlineModel, options: ServingOptions, watch) -> Journal:
+    version = online.predictor.version
+    return Journal(
+        spool_folder(settings.journal_folder, online.spec.name, version),
+        f"{socket.gethostname()}-{os.getpid()}",
+        {
+            "problem": online.spec.name,
+            "version": version,
+            "flag_unknown_categories": options.flag_unknown_categories,
+        },
+        segment_s=settings.capture_flush_s,
+        max_spool_bytes=settings.capture_spool_max_mb << 20,
+        watch=watch,
+    )
 
 
 def _capture(settings: Settings, spec: ProblemSpec) -> Capture:

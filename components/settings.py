@@ -6,6 +6,7 @@ code at moto's server or a local Prefect server on 127.0.0.1.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -62,8 +63,32 @@ class Settings(BaseSettings):
     capture_profile_s: float = Field(
         60.0, gt=0, description="How often each worker writes its running window profiles."
     )
+    capture_journal: bool = Field(
+        True,
+        description="Workers only journal each answered request to local disk; a replayer "
+        "process at idle priority captures it (components.journal). Off: workers capture "
+        "themselves (as on Lambda, where nothing runs between invocations).",
+    )
+    capture_spool: str | None = Field(
+        None,
+        description="Folder of the journal (local disk). Default: 'journal' beside a local "
+        "store, else <tmp>/mlops-journal.",
+    )
+    capture_spool_max_mb: int = Field(
+        2048, ge=1, description="Journal waiting for replay before requests wait for room."
+    )
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
 
     @property
     def store_is_s3(self) -> bool:
         return self.store.startswith("s3://")
+
+    @property
+    def journal_folder(self) -> Path:
+        """Where serving workers journal requests for the capture replayer."""
+        if self.capture_spool:
+            return Path(self.capture_spool)
+        if self.store.startswith("s3://"):
+            return Path(tempfile.gettempdir()) / "mlops-journal"
+        local = self.store.removeprefix("file://")
+        return Path(local).resolve().parent / "journal"

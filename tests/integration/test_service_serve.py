@@ -4,8 +4,13 @@ the in-process tests, and a SIGTERM that loses nothing already answered."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import os
+import signal
+import time
 
 import httpx
+import psutil
 import pytest
 from service_cases import BAD_REQUESTS, GOOD
 
@@ -85,3 +90,71 @@ def test_sigterm_loses_no_answered_prediction(running):
     assert server.stop() == 0
     captured = set(read_captures(LocalStore(store), "churn")["prediction_id"])
     assert ids <= captured
+
+
+def test_a_worker_killed_without_warning_loses_no_answered_prediction(served_model, tmp_path):
+    """SIGKILL to the whole server: no shutdown hook runs, yet the journal already holds
+    every answered request and the worker's replayer (in its own session) stores it, then
+    exits."""
+    store = tmp_path / "store"
+    env = {
+        "MLOPS_MODEL_TAG": served_model.tag,
+        "MLOPS_STORE": str(store),
+        "MLOPS_CAPTURE_FLUSH_S": "60",
+        "MLOPS_SERVE_API_KEY": "",
+    }
+    server = serve("bentos.service:PredictionService", env=env, workers=1)
+    tree, replayers = [], []
+    try:
+        answers = [
+            httpx.post(f"{server.url}/predict", json={"records": [GOOD] * n}) for n in (1, 5, 20)
+        ]
+        tree = psutil.Process(server.process.pid).children(recursive=True)
+        replayers = _replayers(server)
+    finally:
+        os.killpg(server.process.pid, signal.SIGKILL)  # the server, and
+        for process in tree:  # its workers, which are not all in its process group
+            if process not in replayers:
+                process.kill()
+        server.process.wait()
+    assert len(replayers) == 1
+    ids = {a["prediction_id"] for r in answers for a in r.json()["predictions"]}
+    assert len(ids) == 26
+    _, alive = psutil.wait_procs(replayers, timeout=90)
+    assert not alive, "the replayer did not exit after storing its dead worker's journal"
+    assert set(read_captures(LocalStore(store), "churn")["prediction_id"]) == ids
+    assert not [p for p in (tmp_path / "journal").rglob("*") if p.suffix != ".log" and p.is_file()]
+
+
+def test_a_replayer_that_dies_is_started_again(served_model, tmp_path):
+    store = tmp_path / "store"
+    env = {
+        "MLOPS_MODEL_TAG": served_model.tag,
+        "MLOPS_STORE": str(store),
+        "MLOPS_SERVE_API_KEY": "",
+    }
+    server = serve("bentos.service:PredictionService", env=env, workers=1)
+    try:
+        (first,) = _replayers(server)
+        first.kill()
+        deadline = time.monotonic() + 60
+        while [p.pid for p in _replayers(server)] in ([], [first.pid]):
+            assert time.monotonic() < deadline, "no new replayer within 60 s"
+            time.sleep(0.5)
+        (second,) = _replayers(server)
+        assert second.pid != first.pid
+        response = httpx.post(f"{server.url}/predict", json={"records": [GOOD] * 3})
+        ids = {a["prediction_id"] for a in response.json()["predictions"]}
+    finally:
+        assert server.stop() == 0
+    assert set(read_captures(LocalStore(store), "churn")["prediction_id"]) == ids
+
+
+def _replayers(server) -> list[psutil.Process]:
+    """The capture replayers the server's workers started (running ones)."""
+    out = []
+    for process in psutil.Process(server.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone, or a zombie not yet reaped
+            if "bentos.replayer" in " ".join(process.cmdline()):
+                out.append(process)
+    return out
