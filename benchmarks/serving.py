@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
 
 Servers, each with 2 workers on this machine's cores (the `hey` client shares them):
-  bento+capture    `bentoml serve bentos.service:PredictionService`, capture on
+  bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (the
+                   default: workers journal requests, replayers at idle priority capture)
   bento            the same, capture off
-  bento+cap-noprof capture on, whylogs profiles left to capture.profile_captured_window
+  bento+cap-inline capture in the workers themselves (MLOPS_CAPTURE_JOURNAL=false)
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
   fastapi          benchmarks/fastapi_app.py on uvicorn[standard], same model and component
 and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP), and the
@@ -15,7 +16,10 @@ For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints
 p50/p99 latency, non-2xx responses, requests/s as a ratio of the FastAPI app's, and the
 server's CPU time per request (all its processes; the median over rounds). Capture's cost is
 shown both ways: as lost requests/s, and as extra server CPU per request, the steadier of
-the two on a machine whose neighbours take CPU time unpredictably.
+the two on a machine whose neighbours take CPU time unpredictably. With the journal, the
+capture's work waits for idle CPU: after each cell the script waits, without load, until the
+replayers have stored what the cell left, and prints that deferred CPU per request too (the
+work moved, not removed).
 `hey` comes from Debian (apt-get install hey); the script installs it if missing and
 allowed (root).
 """
@@ -203,6 +207,30 @@ def server_cpu(pid: int) -> float:
     return total
 
 
+def journal_bytes(folder: Path) -> int:
+    """Bytes of journal segments not yet replayed (open ones included)."""
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.suffix in (".open", ".ready", ".replaying") and p.exists()
+    )
+
+
+def drain(folder: Path, pid: int, requests: int, timeout: float = 300) -> dict:
+    """Wait, without load, until the replayers have stored the journal a cell left (its
+    last segment closes within MLOPS_CAPTURE_FLUSH_S); the server CPU that took is capture
+    work deferred from the cell, per request of the cell."""
+    backlog = journal_bytes(folder)
+    before, start = server_cpu(pid), time.monotonic()
+    while journal_bytes(folder) and time.monotonic() - start < timeout:
+        time.sleep(0.2)
+    return {
+        "backlog": backlog,
+        "drain_s": time.monotonic() - start if backlog else 0.0,
+        "deferred_us": (server_cpu(pid) - before) / max(requests, 1) * 1e6 if backlog else 0.0,
+    }
+
+
 def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
     from components.online import OnlineModel
 
@@ -221,12 +249,15 @@ def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> di
 
 def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int = 8) -> dict:
     """CPU time per `OnlineModel.predict` call (all threads, the flusher included), capture
-    off versus on, with and without profiles. The three run in alternating rounds (3,000
-    1-record or 300 100-record calls); every round ends by writing its rows (not the profiles,
-    which the flusher writes once a minute), so each round pays for its own capture. The
-    median round is shown: steadier than the HTTP figures, with no client and no server."""
-    from components.capture import Capture
-    from components.online import OnlineModel
+    off versus on, with and without profiles, and journaled. They run in alternating rounds
+    (3,000 1-record or 300 100-record calls); every round ends by writing its rows (not the
+    profiles, which the flusher writes once a minute), so each round pays for its own capture.
+    The journal's rows are then replayed (as bentos/replayer.py does, profiles included) and
+    that CPU is shown per call too. The median round is shown: steadier than the HTTP
+    figures, with no client and no server."""
+    from components.capture import Capture, CaptureConfig
+    from components.journal import Journal, Replayer
+    from components.online import OnlineModel, ServingOptions
     from components.store import LocalStore
 
     out = {}
@@ -234,9 +265,17 @@ def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int =
         body = json.dumps({"records": records[:size]}).encode()
         calls = 3000 if size == 1 else 300
         models = {}
-        for name, profile in (("off", None), ("on", True), ("on, no profiles", False)):
+        journal = store / f"{size}-journal"
+        for name, profile in (
+            ("off", None),
+            ("on", True),
+            ("on, no profiles", False),
+            ("journaled", None),
+        ):
             online = OnlineModel.open(model_dir)
-            if profile is not None:
+            if name == "journaled":
+                online.journal = Journal(journal, "bench", {"version": online.predictor.version})
+            elif profile is not None:
                 online.capture = Capture(
                     LocalStore(store / f"{size}-{name}"),
                     online.spec,
@@ -259,6 +298,25 @@ def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int =
         for name, online in models.items():
             online.close()
             out[(size, name)] = statistics.median(times[name])
+        # The replayer's share: every journaled call (warm-up included) replayed once.
+        replaying = OnlineModel.open(model_dir, options=ServingOptions(max_records=10**9))
+        replaying.capture = Capture(
+            LocalStore(store / f"{size}-replayed"),
+            replaying.spec,
+            worker_id="bench",
+            config=CaptureConfig(max_buffered_rows=10**9),
+        )
+        replayer = Replayer(
+            journal,
+            lambda entry, _, online=replaying: online.replay(
+                entry.body, entry.ids, entry.scores, entry.received_at
+            ),
+            replaying.capture.flush_as,
+            owner=os.getpid(),
+        )
+        start = time.process_time()
+        replayer.run_once()
+        out[(size, "replayed later")] = (time.process_time() - start) / (100 + rounds * calls) * 1e6
     return out
 
 
@@ -290,14 +348,12 @@ def main() -> None:
             "MLOPS_SERVE_API_KEY": "",
         }
         lean = {"MLOPS_SERVE_ACCESS_LOG": "false", "MLOPS_SERVE_METRICS": "false"}
+        journal = tmp / "journal"
+        inline = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "false"}
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
-            "bento+cap-noprof": {
-                **base_env,
-                "MLOPS_CAPTURE": "true",
-                "MLOPS_CAPTURE_PROFILES": "false",
-            },
+            "bento+cap-inline": {**base_env, **inline},
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
             "bento-lean": {**base_env, **lean, "MLOPS_CAPTURE": "false"},
             "fastapi": base_env,
@@ -320,10 +376,17 @@ def main() -> None:
                             r = hey(binary, f"{url}/predict", body, c, args.seconds)
                             used = server_cpu(process.pid) - before
                             r["cpu_us"] = used / max(r["requests"], 1) * 1e6
+                            r.update(drain(journal, process.pid, r["requests"]))
                             runs.setdefault((name, size, c), []).append(r)
                             print(
                                 f"  round {round_ + 1} {name:<15}{size:>4} rec  c={c:<3}"
-                                f"{r['rps']:>9.0f} req/s",
+                                f"{r['rps']:>9.0f} req/s"
+                                + (
+                                    f"  journal {r['backlog'] / 1e6:.1f} MB left, replayed "
+                                    f"in {r['drain_s']:.1f} s"
+                                    if r["backlog"]
+                                    else ""
+                                ),
                                 flush=True,
                             )
                 finally:
@@ -363,10 +426,24 @@ def main() -> None:
         print(
             f"in-process CPU per predict, {size:>3} rec, capture {name:<16}{micros:8.0f} us"
             + (f"  ({micros / base - 1:+.0%})" if name != "off" else "")
+            + ("  (the replayer's, per journaled call)" if name == "replayed later" else "")
+        )
+    for name in ("bento+capture", "bento-lean+cap"):
+        cells = [
+            f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
+            f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
+            f"{statistics.median(r['drain_s'] for r in runs[key]):.1f} s)"
+            for size in (1, 100)
+            for c in clients
+            if (key := (name, size, c)) in runs
+        ]
+        print(
+            f"journal replayed after each cell ({name}), CPU per request of the cell "
+            f"(journal left, time to store it): {', '.join(cells)}"
         )
     for on, off in (
         ("bento+capture", "bento"),
-        ("bento+cap-noprof", "bento"),
+        ("bento+cap-inline", "bento"),
         ("bento-lean+cap", "bento-lean"),
     ):
         cost = [
