@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
 
 Servers, each with 2 workers on this machine's cores (the `hey` client shares them):
-  bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (the
-                   default: workers journal requests, replayers at idle priority capture)
+  bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (in the
+                   workers, the default)
   bento            the same, capture off
-  bento+cap-inline capture in the workers themselves (MLOPS_CAPTURE_JOURNAL=false)
+  bento+journal    capture through the journal (MLOPS_CAPTURE_JOURNAL=true): workers
+                   journal requests, replayers at idle priority capture them
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
   fastapi          benchmarks/fastapi_app.py on uvicorn[standard], same model and component
 and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP), and the
@@ -17,7 +18,7 @@ p50/p99 latency, non-2xx responses, requests/s as a ratio of the FastAPI app's, 
 server's CPU time per request (all its processes; the median over rounds). Capture's cost is
 shown both ways: as lost requests/s, and as extra server CPU per request, the steadier of
 the two on a machine whose neighbours take CPU time unpredictably. With the journal, the
-capture's work waits for idle CPU: after each cell the script waits, without load, until the
+capture's work is left to idle CPU: after each cell the script waits, without load, until the
 replayers have stored what the cell left, and prints that deferred CPU per request too (the
 work moved, not removed).
 `hey` comes from Debian (apt-get install hey); the script installs it if missing and
@@ -349,11 +350,11 @@ def main() -> None:
         }
         lean = {"MLOPS_SERVE_ACCESS_LOG": "false", "MLOPS_SERVE_METRICS": "false"}
         journal = tmp / "journal"
-        inline = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "false"}
+        journaled = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "true"}
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
-            "bento+cap-inline": {**base_env, **inline},
+            "bento+journal": {**base_env, **journaled},
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
             "bento-lean": {**base_env, **lean, "MLOPS_CAPTURE": "false"},
             "fastapi": base_env,
@@ -428,7 +429,7 @@ def main() -> None:
             + (f"  ({micros / base - 1:+.0%})" if name != "off" else "")
             + ("  (the replayer's, per journaled call)" if name == "replayed later" else "")
         )
-    for name in ("bento+capture", "bento-lean+cap"):
+    for name in ("bento+journal",):
         cells = [
             f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
             f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
@@ -443,7 +444,7 @@ def main() -> None:
         )
     for on, off in (
         ("bento+capture", "bento"),
-        ("bento+cap-inline", "bento"),
+        ("bento+journal", "bento"),
         ("bento-lean+cap", "bento-lean"),
     ):
         cost = [

@@ -17,9 +17,10 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided three
 - BentoML records an OpenTelemetry span tree for every request even with no exporter; the
   API routes are left out of it unless MLOPS_SERVE_TRACING asks for traces.
 
-Capture: by default each worker only journals the requests it answered (one write per
-request) and starts a replayer process (bentos/replayer.py) that captures them at idle CPU
-priority; on shutdown the worker waits for its replayer to store the last segment.
+Capture runs in each worker (components.capture), or, with MLOPS_CAPTURE_JOURNAL, each
+worker only journals the requests it answered (one write per request) and starts a replayer
+process (bentos/replayer.py) that captures them at idle CPU priority; on shutdown the worker
+then waits for its replayer to store the last segment.
 
 Configuration comes from MLOPS_* variables (components.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.

@@ -1,5 +1,6 @@
 """The service under a real `bentoml serve` on 127.0.0.1 with two workers: the same cases as
-the in-process tests, and a SIGTERM that loses nothing already answered."""
+the in-process tests, and a SIGTERM that loses nothing already answered; with the capture
+journal on, a SIGKILL that loses nothing either, and a replayer that dies started again."""
 
 from __future__ import annotations
 
@@ -93,15 +94,16 @@ def test_sigterm_loses_no_answered_prediction(running):
 
 
 def test_a_worker_killed_without_warning_loses_no_answered_prediction(served_model, tmp_path):
-    """SIGKILL to the whole server: no shutdown hook runs, yet the journal already holds
-    every answered request and the worker's replayer (in its own session) stores it, then
-    exits."""
+    """With the journal on, SIGKILL to the whole server: no shutdown hook runs, yet the
+    journal already holds every answered request and the worker's replayer (in its own
+    session) stores it, then exits."""
     store = tmp_path / "store"
     env = {
         "MLOPS_MODEL_TAG": served_model.tag,
         "MLOPS_STORE": str(store),
         "MLOPS_CAPTURE_FLUSH_S": "60",
         "MLOPS_SERVE_API_KEY": "",
+        "MLOPS_CAPTURE_JOURNAL": "true",
     }
     server = serve("bentos.service:PredictionService", env=env, workers=1)
     tree, replayers = [], []
@@ -132,6 +134,7 @@ def test_a_replayer_that_dies_is_started_again(served_model, tmp_path):
         "MLOPS_MODEL_TAG": served_model.tag,
         "MLOPS_STORE": str(store),
         "MLOPS_SERVE_API_KEY": "",
+        "MLOPS_CAPTURE_JOURNAL": "true",
     }
     server = serve("bentos.service:PredictionService", env=env, workers=1)
     try:
