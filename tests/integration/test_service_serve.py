@@ -25,13 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def running(served_model, tmp_path_factory):
     store = tmp_path_factory.mktemp("serve-store")
-    env = {
-        "MLOPS_MODEL_TAG": served_model.tag,
-        "MLOPS_STORE": str(store),
-        "MLOPS_CAPTURE_FLUSH_S": "60",
-        "MLOPS_SERVE_API_KEY": "",
-    }
-    server = serve("bentos.service:PredictionService", env=env, workers=2)
+    server = _serve(served_model, store, workers=2, MLOPS_CAPTURE_FLUSH_S="60")
     yield server, store
     server.stop()
 
@@ -98,14 +92,7 @@ def test_a_worker_killed_without_warning_loses_no_answered_prediction(served_mod
     journal already holds every answered request and the worker's replayer (in its own
     session) stores it, then exits."""
     store = tmp_path / "store"
-    env = {
-        "MLOPS_MODEL_TAG": served_model.tag,
-        "MLOPS_STORE": str(store),
-        "MLOPS_CAPTURE_FLUSH_S": "60",
-        "MLOPS_SERVE_API_KEY": "",
-        "MLOPS_CAPTURE_JOURNAL": "true",
-    }
-    server = serve("bentos.service:PredictionService", env=env, workers=1)
+    server = _serve(served_model, store, MLOPS_CAPTURE_FLUSH_S="60", MLOPS_CAPTURE_JOURNAL="true")
     tree, replayers = [], []
     try:
         answers = [
@@ -130,13 +117,7 @@ def test_a_worker_killed_without_warning_loses_no_answered_prediction(served_mod
 
 def test_a_replayer_that_dies_is_started_again(served_model, tmp_path):
     store = tmp_path / "store"
-    env = {
-        "MLOPS_MODEL_TAG": served_model.tag,
-        "MLOPS_STORE": str(store),
-        "MLOPS_SERVE_API_KEY": "",
-        "MLOPS_CAPTURE_JOURNAL": "true",
-    }
-    server = serve("bentos.service:PredictionService", env=env, workers=1)
+    server = _serve(served_model, store, MLOPS_CAPTURE_JOURNAL="true")
     try:
         (first,) = _replayers(server)
         first.kill()
@@ -161,3 +142,13 @@ def _replayers(server) -> list[psutil.Process]:
             if "bentos.replayer" in " ".join(process.cmdline()):
                 out.append(process)
     return out
+
+
+def _serve(served_model, store, workers: int = 1, **settings: str):
+    env = {
+        "MLOPS_MODEL_TAG": served_model.tag,
+        "MLOPS_STORE": str(store),
+        "MLOPS_SERVE_API_KEY": "",
+        **settings,
+    }
+    return serve("bentos.service:PredictionService", env=env, workers=workers)
