@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 from components.registry import Registry
 
@@ -166,12 +167,22 @@ class RunningBento:
     env: dict = field(default_factory=dict)
 
     def stop(self, timeout: float = 30) -> int:
+        """SIGTERM to the server's process group; after ``timeout`` s, SIGKILL to it and
+        to the server's workers, which BentoML's process manager does not keep in that
+        group (killing the server alone left them serving, orphaned). Processes the
+        workers started themselves (capture replayers) are left to finish their work."""
         if self.process.poll() is None:
+            workers: list[psutil.Process] = []
+            with contextlib.suppress(psutil.Error):
+                workers = psutil.Process(self.process.pid).children()
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+                for worker in workers:
+                    with contextlib.suppress(psutil.Error):
+                        worker.kill()
                 self.process.wait()
         return self.process.returncode
 

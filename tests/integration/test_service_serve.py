@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import os
-import signal
 import time
 
 import httpx
@@ -93,19 +91,16 @@ def test_a_worker_killed_without_warning_loses_no_answered_prediction(served_mod
     session) stores it, then exits."""
     store = tmp_path / "store"
     server = _serve(served_model, store, MLOPS_CAPTURE_FLUSH_S="60", MLOPS_CAPTURE_JOURNAL="true")
-    tree, replayers = [], []
+    workers, replayers = [], []
     try:
         answers = [
             httpx.post(f"{server.url}/predict", json={"records": [GOOD] * n}) for n in (1, 5, 20)
         ]
-        tree = psutil.Process(server.process.pid).children(recursive=True)
+        workers = psutil.Process(server.process.pid).children()
         replayers = _replayers(server)
     finally:
-        os.killpg(server.process.pid, signal.SIGKILL)  # the server, and
-        for process in tree:  # its workers, which are not all in its process group
-            if process not in replayers:
-                process.kill()
-        server.process.wait()
+        server.stop(timeout=0)  # no time for a graceful stop: SIGKILL, workers included
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     assert len(replayers) == 1
     ids = {a["prediction_id"] for r in answers for a in r.json()["predictions"]}
     assert len(ids) == 26
