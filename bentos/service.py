@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
 from components.serving import RequestError
 from components.settings import Settings
-from components.store import store_from_settings
+from components.store import LocalStore, Store, store_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class PredictionService:
 def _journal(settings: Settings, online: OnlineModel, options: ServingOptions, watch) -> Journal:
     version = online.predictor.version
     return Journal(
-        spool_folder(settings.journal_folder, online.spec.name, version),
+        spool_folder(_spool(settings, online.capture.store), online.spec.name, version),
         f"{socket.gethostname()}-{os.getpid()}",
         {
             "problem": online.spec.name,
@@ -202,6 +203,16 @@ def _journal(settings: Settings, online: OnlineModel, options: ServingOptions, w
         max_spool_bytes=settings.capture_spool_max_mb << 20,
         watch=watch,
     )
+
+
+def _spool(settings: Settings, store: Store) -> Path:
+    """MLOPS_CAPTURE_SPOOL, else 'journal' beside a local store (the store this worker
+    opened, so its path is read as the store reads it), else <tmp>/mlops-journal."""
+    if settings.capture_spool:
+        return Path(settings.capture_spool)
+    if isinstance(store, LocalStore):
+        return store.root.parent / "journal"
+    return Path(tempfile.gettempdir()) / "mlops-journal"
 
 
 def _capture(settings: Settings, spec: ProblemSpec) -> Capture:

@@ -6,7 +6,6 @@ code at moto's server or a local Prefect server on 127.0.0.1.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -83,13 +82,3 @@ class Settings(BaseSettings):
     @property
     def store_is_s3(self) -> bool:
         return self.store.startswith("s3://")
-
-    @property
-    def journal_folder(self) -> Path:
-        """Where serving workers journal requests for the capture replayer."""
-        if self.capture_spool:
-            return Path(self.capture_spool)
-        if self.store.startswith("s3://"):
-            return Path(tempfile.gettempdir()) / "mlops-journal"
-        local = self.store.removeprefix("file://")
-        return Path(local).resolve().parent / "journal"
