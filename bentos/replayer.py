@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from components.capture import Capture
     from components.journal import Entry
     from components.online import OnlineModel
+    from components.problem import ProblemSpec
 
 
 logger = logging.getLogger("bentos.replayer")
 
-# A journal entry was a request the service accepted: replay it without the request limit,
-# which may have been lowered since.
 _NO_LIMIT = 10**9
 
 
@@ -71,22 +72,30 @@ def lower_priority() -> str:
 
 
 class _Models:
-    """The model opened once per option the journal's segments were written with."""
+    """The worker's model, opened once per option the journal's segments were written with
+    (all with no request limit: an entry was a request the service accepted, under a limit
+    that may have been lowered since), capturing into one Capture."""
 
-    def __init__(self, model_dir: Path, capture: Capture):
+    def __init__(self, model_dir: Path, capture_for: Callable[[ProblemSpec], Capture]):
         self.model_dir = model_dir
-        self.capture = capture
         self._open: dict[bool, OnlineModel] = {}
+        self.capture: Capture | None = None  # built from the first model's verified spec
+        first = self.model(flag_unknown=False)  # verifies the model's files
+        self.capture = first.capture = capture_for(first.spec)
 
-    def replay(self, entry: Entry, meta: dict) -> None:
+    def model(self, *, flag_unknown: bool) -> OnlineModel:
         from components.online import OnlineModel, ServingOptions
 
-        flag = bool(meta.get("flag_unknown_categories", False))
-        online = self._open.get(flag)
+        online = self._open.get(flag_unknown)
         if online is None:
-            options = ServingOptions(max_records=_NO_LIMIT, flag_unknown_categories=flag)
-            online = OnlineModel.open(self.model_dir, options=options, capture=self.capture)
-            self._open[flag] = online
+            options = ServingOptions(max_records=_NO_LIMIT, flag_unknown_categories=flag_unknown)
+            online = OnlineModel.open(self.model_dir, options=options)
+            online.capture = self.capture
+            self._open[flag_unknown] = online
+        return online
+
+    def replay(self, entry: Entry, meta: dict) -> None:
+        online = self.model(flag_unknown=bool(meta.get("flag_unknown_categories", False)))
         if meta.get("version") != online.predictor.version:
             raise ValueError(
                 f"entry of model version {meta.get('version')!r}, replayer serves "
@@ -99,24 +108,21 @@ def run(model_dir: Path, folder: Path, owner: int, *, poll_s: float = 0.5) -> No
     # Imported here, not at the top: main() must handle signals before these imports.
     from components.capture import Capture, CaptureConfig
     from components.journal import Replayer, process_alive
-    from components.online import OnlineModel, ServingOptions
     from components.settings import Settings
     from components.store import store_from_settings
 
     settings = Settings()
-    options = ServingOptions(max_records=_NO_LIMIT)
-    first = OnlineModel.open(model_dir, options=options)  # verifies the model's files
-    capture = Capture(
-        store_from_settings(settings),
-        first.spec,
-        worker_id=f"replayer-{os.getpid()}",
-        config=CaptureConfig(max_buffered_rows=_NO_LIMIT, close_timeout_s=0),
-        profile=settings.capture_profiles,
+    models = _Models(
+        model_dir,
+        lambda spec: Capture(
+            store_from_settings(settings),
+            spec,
+            worker_id=f"replayer-{os.getpid()}",
+            config=CaptureConfig(max_buffered_rows=_NO_LIMIT, close_timeout_s=0),
+            profile=settings.capture_profiles,
+        ),
     )
-    first.capture = capture
-    models = _Models(model_dir, capture)
-    models._open[False] = first
-    replayer = Replayer(folder, models.replay, capture.flush_as, owner=owner)
+    replayer = Replayer(folder, models.replay, models.capture.flush_as, owner=owner)
     while True:
         stored = replayer.run_once()
         if not process_alive(owner) and not replayer.claimable():
