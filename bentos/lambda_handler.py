@@ -10,7 +10,6 @@ The container is built lazily on the first invocation, never at import.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 _container: _Container | None = None
@@ -22,10 +21,6 @@ class _Container:
         from mangum import Mangum
 
         from bentos.service import PredictionService
-
-        # Nothing runs in a Lambda container between invocations, so a journal replayer
-        # would stall: the function captures in its own process unless told otherwise.
-        os.environ.setdefault("MLOPS_CAPTURE_JOURNAL", "false")
 
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
