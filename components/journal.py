@@ -148,12 +148,6 @@ class Journal:
             if self._size >= self.segment_bytes:
                 self._seal()
 
-    def rotate(self) -> None:
-        """Close the current segment now (if it holds anything), for the replayer."""
-        with self._lock:
-            if self._fd is not None:
-                self._seal()
-
     def close(self) -> None:
         """Stop the thread and close the current segment. Idempotent."""
         self._stop.set()

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         description="Workers only journal each answered request to local disk and a replayer "
         "process at idle priority captures it (components.journal): nothing answered is lost "
         "even if a worker is killed, for about twice the capture's CPU in all. Off: workers "
-        "capture themselves (measured cheaper here; Lambda always does).",
+        "capture themselves (measured cheaper here; keep it off on Lambda, where nothing runs "
+        "between invocations).",
     )
     capture_spool: str | None = Field(
         None,
