@@ -327,9 +327,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the median is shown")
+    parser.add_argument(
+        "--servers", help="comma-separated subset of the servers (fastapi is always run)"
+    )
+    parser.add_argument("--sizes", default="1,100", help="records per request")
     args = parser.parse_args()
     binary = ensure_hey()
     clients = [int(c) for c in args.clients.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -337,7 +342,7 @@ def main() -> None:
         model_dir, records = make_model(tmp / "model")
         tag = import_to_bentoml(model_dir)
         bodies = {}
-        for size in (1, 100):
+        for size in sizes:
             bodies[size] = tmp / f"body{size}.json"
             bodies[size].write_text(json.dumps({"records": records[:size]}))
         base_env = {
@@ -359,6 +364,12 @@ def main() -> None:
             "bento-lean": {**base_env, **lean, "MLOPS_CAPTURE": "false"},
             "fastapi": base_env,
         }
+        if args.servers:
+            wanted = {*args.servers.split(","), "fastapi"}
+            unknown = wanted - servers.keys()
+            if unknown:
+                parser.error(f"unknown servers {sorted(unknown)}; choose from {sorted(servers)}")
+            servers = {n: e for n, e in servers.items() if n in wanted}
         runs: dict[tuple, list[dict]] = {}
         for round_ in range(args.repeat):  # servers alternate, so machine noise hits all
             for name, env in servers.items():
@@ -434,10 +445,12 @@ def main() -> None:
             f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
             f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
             f"{statistics.median(r['drain_s'] for r in runs[key]):.1f} s)"
-            for size in (1, 100)
+            for size in sizes
             for c in clients
             if (key := (name, size, c)) in runs
         ]
+        if not cells:
+            continue
         print(
             f"journal replayed after each cell ({name}), CPU per request of the cell "
             f"(journal left, time to store it): {', '.join(cells)}"
@@ -447,16 +460,18 @@ def main() -> None:
         ("bento+journal", "bento"),
         ("bento-lean+cap", "bento-lean"),
     ):
+        if (on, sizes[0], clients[0]) not in results or (off, sizes[0], clients[0]) not in results:
+            continue
         cost = [
             f"{size} rec c={c}: "
             f"{1 - results[(on, size, c)]['rps'] / results[(off, size, c)]['rps']:+.0%}"
-            for size in (1, 100)
+            for size in sizes
             for c in clients
         ]
         print(f"capture cost ({on} vs {off}, 1 - req/s ratio): {', '.join(cost)}")
         cost = [
             f"{size} rec c={c}: {median_cpu[(on, size, c)] / median_cpu[(off, size, c)] - 1:+.0%}"
-            for size in (1, 100)
+            for size in sizes
             for c in clients
         ]
         print(f"capture cost ({on} vs {off}, server CPU per request): {', '.join(cost)}")
