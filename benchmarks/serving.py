@@ -380,7 +380,7 @@ def main() -> None:
                 try:
                     wait_ready(url, process)
                     # Warm-up at full load: every worker started, imports done, caches warm.
-                    hey(binary, f"{url}/predict", bodies[1], max(clients), 5)
+                    hey(binary, f"{url}/predict", bodies[sizes[0]], max(clients), 5)
                     for size, body in bodies.items():
                         hey(binary, f"{url}/predict", body, 4, 1)
                         for c in clients:
