@@ -31,6 +31,11 @@ anything else takes whylogs' own code. Tests compare both paths on every column 
   values than the sketch keeps (768), and past that stay within the sketch's error
   bounds, which only depend on the total weight. A column that is mostly distinct values
   (ids) gains nothing from counting first and takes whylogs' own path.
+- Metric namespaces: whylogs learns a metric class's namespace by building an empty metric
+  (`cls.zero().namespace`), every time it sets up a column. For the unicode-range metric
+  that is a deep copy of about 5 ms, asked for each text column: a new profile of the
+  capture's 13 columns took about 34 ms, 13 ms without it. The namespaces of whylogs'
+  standard metrics are constants and are remembered per class.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def _whylogs():
 
     usage_stats._TELEMETRY_DISABLED = True  # also when whylogs was imported before
     from whylogs.core import DatasetProfileView
-    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric
+    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric, Metric
     from whylogs.core.preprocessing import PreprocessedColumn
 
     for owner, name, fast in (
@@ -66,6 +71,8 @@ def _whylogs():
         original = getattr(owner, name)
         if not getattr(original, "_fast_path", False):
             setattr(owner, name, fast(original))
+    if not getattr(Metric.get_namespace, "_fast_path", False):
+        Metric.get_namespace = _fast_namespace(Metric.__dict__["get_namespace"])
     return whylogs, DatasetProfileView
 
 
@@ -112,6 +119,41 @@ def _fast_split(split):
         return split(self, series, parse_numeric_string)
 
     return _fast_path(fast_split, split)
+
+
+def _fast_namespace(get_namespace: classmethod) -> classmethod:
+    """``Metric.get_namespace``, remembered per class for whylogs' standard metrics (whose
+    namespace is a constant of the class); any other metric class asks whylogs each time."""
+    from whylogs.core.metrics.column_metrics import ColumnCountsMetric, TypeCountersMetric
+    from whylogs.core.metrics.metrics import (
+        CardinalityMetric,
+        DistributionMetric,
+        FrequentItemsMetric,
+        IntsMetric,
+    )
+    from whylogs.core.metrics.unicode_range import UnicodeRangeMetric
+
+    standard = {
+        ColumnCountsMetric,
+        TypeCountersMetric,
+        CardinalityMetric,
+        DistributionMetric,
+        FrequentItemsMetric,
+        IntsMetric,
+        UnicodeRangeMetric,
+    }
+    known: dict[type, str] = {}
+    ask = get_namespace.__func__
+
+    def fast_namespace(cls, config=None) -> str:
+        namespace = known.get(cls)
+        if namespace is None:
+            namespace = ask(cls, config)
+            if cls in standard:
+                known[cls] = namespace
+        return namespace
+
+    return classmethod(_fast_path(fast_namespace, get_namespace))
 
 
 def _distinct(view) -> tuple[pd.Series | None, pd.Series | None] | None:

@@ -108,17 +108,20 @@ def _without_fast_paths(profile):
     from components import profiling
 
     profiling._whylogs()
-    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric
+    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric, Metric
     from whylogs.core.preprocessing import PreprocessedColumn
 
     owners = (
         (PreprocessedColumn, "_pandas_split"),
         (FrequentItemsMetric, "columnar_update"),
         (CardinalityMetric, "columnar_update"),
+        (Metric, "get_namespace"),
     )
-    fast = [getattr(owner, name) for owner, name in owners]
+    # As the classes hold them (a classmethod must not come back as a bound method).
+    fast = [vars(owner)[name] for owner, name in owners]
     try:
-        for (owner, name), wrapper in zip(owners, fast, strict=True):
+        for owner, name in owners:
+            wrapper = getattr(owner, name)
             assert wrapper._fast_path
             setattr(owner, name, wrapper._original)
         return profile()
@@ -188,3 +191,55 @@ def test_fast_text_int_and_count_paths_give_whylogs_own_metrics():
     assert frequent["x" * 128] == (text == "x" * 200).sum()  # truncated as whylogs does
     assert frequent["y" * 128] == (np.char.startswith(text.astype(str), "y")).sum()
     assert fast[("text_nulls", "counts", "null")] == own[("text_nulls", "counts", "null")] > 0
+
+
+def test_metric_namespaces_are_remembered_only_for_whylogs_standard_metrics():
+    from dataclasses import dataclass
+
+    from components import profiling
+
+    profiling._whylogs()
+    from whylogs.core.metrics.column_metrics import ColumnCountsMetric, TypeCountersMetric
+    from whylogs.core.metrics.metrics import (
+        CardinalityMetric,
+        DistributionMetric,
+        FrequentItemsMetric,
+        IntsMetric,
+        Metric,
+    )
+    from whylogs.core.metrics.unicode_range import UnicodeRangeMetric
+
+    standard = (
+        ColumnCountsMetric,
+        TypeCountersMetric,
+        CardinalityMetric,
+        DistributionMetric,
+        FrequentItemsMetric,
+        IntsMetric,
+        UnicodeRangeMetric,
+    )
+    assert Metric.get_namespace._fast_path
+    for cls in standard:
+        assert cls.get_namespace() == cls.get_namespace() == cls.zero().namespace
+
+    names = iter(["first", "second"])
+
+    @dataclass(frozen=True)
+    class Changing(Metric):  # a namespace that is not a constant of its class
+        label: str
+
+        @property
+        def namespace(self) -> str:
+            return self.label
+
+        @classmethod
+        def zero(cls, config=None):
+            return cls(next(names))
+
+        def columnar_update(self, view):
+            raise NotImplementedError
+
+        def to_summary_dict(self, cfg=None):
+            return {}
+
+    assert (Changing.get_namespace(), Changing.get_namespace()) == ("first", "second")
