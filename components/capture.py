@@ -198,6 +198,7 @@ class Capture:
         self._types = _arrow_types(spec, self.outputs)
         self._layout = _parquet_layout(spec, self.columns)
         self._width = parse_window(config.window)
+        self._matrix_names: set[tuple[str, ...]] = set()
 
         self._cond = threading.Condition()  # guards _rows, _batches, _unwritten, _closing
         self._rows: list[tuple] = []
@@ -298,21 +299,47 @@ class Capture:
         self._buffer(rows=rows)
 
     def record_columns(
-        self, columns: Mapping[str, Any], rows: int, *, received_at: datetime | None = None
+        self,
+        columns: Mapping[str, Any],
+        rows: int,
+        *,
+        matrix: FeatureMatrix | None = None,
+        received_at: datetime | None = None,
     ) -> None:
         """Buffer a whole request given as columns (NumPy arrays or lists, one value per
         row; NaN in a numeric column means null; a categorical column may be :class:`Codes`;
-        a string, such as `model_version`, stands for every row). The
-        columns are kept as given (do not modify them afterwards) and converted to Arrow at
-        flush time, many requests at once: almost no work per request, which matters for
-        requests of many records. Missing columns are null; same backpressure as record()."""
+        a string, such as `model_version`, stands for every row), and optionally a
+        :class:`FeatureMatrix` holding further columns in one array. Everything is kept as
+        given (do not modify it afterwards) and converted to Arrow at flush time, many
+        requests at once: almost no work per request, which matters for requests of many
+        records. Missing columns are null; same backpressure as record()."""
         if rows <= 0:
             return
         at = _as_utc(received_at if received_at is not None else self.clock())
         if not columns.get(PREDICTION_ID):
             raise ValueError("columns need prediction_id")
+        if matrix is not None:
+            self._check_matrix(matrix, columns, rows)
         stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "us")
-        self._buffer(batch=_Columns(dict(columns), rows, stamp))
+        self._buffer(batch=_Columns(dict(columns), rows, stamp, matrix))
+
+    def _check_matrix(self, matrix: FeatureMatrix, columns: Mapping[str, Any], rows: int) -> None:
+        if matrix.values.shape != (rows, len(matrix.names)):
+            raise ValueError(
+                f"a feature matrix of shape {matrix.values.shape} for {rows} rows and "
+                f"{len(matrix.names)} columns"
+            )
+        if matrix.names not in self._matrix_names:  # checked once per set of names
+            unknown = [n for n in matrix.names if n not in self._types]
+            if unknown or len(set(matrix.names)) != len(matrix.names):
+                raise ValueError(
+                    f"feature matrix columns {list(matrix.names)}: "
+                    + (f"{unknown} are not capture columns" if unknown else "names repeat")
+                )
+            self._matrix_names.add(matrix.names)
+        both = columns.keys() & matrix.names
+        if both:
+            raise ValueError(f"columns {sorted(both)} given both as columns and in the matrix")
 
     def _buffer(self, *, rows: list[tuple] | None = None, batch: _Columns | None = None) -> None:
         size = len(rows) if rows is not None else batch.rows
@@ -535,11 +562,33 @@ class Capture:
         return out
 
     def _batches_table(self, batches: list[_Columns]) -> pa.Table:
-        """Many record_columns() calls as one table: one conversion per column."""
+        """Many record_columns() calls as one table: one conversion per column. When every
+        call gave a feature matrix of the same columns, the matrices are stacked once and
+        their columns never go through the per-call pieces."""
         arrays = []
         rows = sum(b.rows for b in batches)
+        layout = batches[0].matrix
+        if layout is not None and all(
+            b.matrix is not None and b.matrix.same_layout(layout) for b in batches
+        ):
+            stacked = np.concatenate([b.matrix.values for b in batches])
+            in_matrix = {name: j for j, name in enumerate(layout.names)}
+        else:  # mixed calls: each matrix as columns of its own call
+            stacked, in_matrix = None, {}
+            for b in batches:
+                if b.matrix is not None:
+                    b.values.update(b.matrix.columns())
+                    b.matrix = None
         for name in self.columns:
             declared = self._types[name]
+            if name in in_matrix:
+                values = stacked[:, in_matrix[name]]
+                categories = layout.categories.get(name)
+                if categories is not None:
+                    arrays.append(Codes(values, categories).decoded(values, declared, name))
+                else:
+                    arrays.append(_column_array(np.ascontiguousarray(values), declared))
+                continue
             pieces = [b.values.get(name) for b in batches]
             first = pieces[0]
             if name == CAPTURED_AT:
@@ -699,6 +748,33 @@ class Codes:
         return dictionary.take(pa.array(indices, mask=indices < 0))
 
 
+@dataclass(frozen=True, eq=False)
+class FeatureMatrix:
+    """Several columns of a request as one array, as in a model's feature matrix: float64,
+    one column per name, NaN for null; the columns named in ``categories`` hold codes into
+    their categories (as :class:`Codes` does). Give the same ``names`` and ``categories``
+    objects with every request: matrices of one layout are stacked at flush time, one
+    conversion per column for many requests."""
+
+    values: np.ndarray
+    names: tuple[str, ...]
+    categories: Mapping[str, tuple] = field(default_factory=dict)
+
+    def same_layout(self, other: FeatureMatrix) -> bool:
+        return (self.names is other.names or self.names == other.names) and (
+            self.categories is other.categories or self.categories == other.categories
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """The matrix as record_columns() columns: arrays, and Codes for categories."""
+        out: dict[str, Any] = {}
+        for j, name in enumerate(self.names):
+            column = self.values[:, j]
+            categories = self.categories.get(name)
+            out[name] = column if categories is None else Codes(column, categories)
+        return out
+
+
 @dataclass
 class _Columns:
     """One record_columns() call, kept as given until a flush converts many at once."""
@@ -706,6 +782,7 @@ class _Columns:
     values: dict[str, Any]
     rows: int
     at: np.datetime64
+    matrix: FeatureMatrix | None = None
 
 
 def _spread(values: Any, rows: int) -> Any:

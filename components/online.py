@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from components import training
-from components.capture import Capture, Codes, FeedbackConflictError
+from components.capture import Capture, FeatureMatrix, FeedbackConflictError
 from components.journal import Journal
 from components.problem import ProblemSpec
 from components.serving import Predictor, RequestError, Validator
@@ -94,6 +95,10 @@ class OnlineModel:
         # replays the journal into the capture (components.journal).
         self.journal = journal
         self._feedback = _feedback_model(spec)
+        # The layout of the feature matrix, one object per model (capture stacks matrices of
+        # one layout at flush time).
+        self._matrix_names = tuple(spec.input_features)
+        self._matrix_categories = {n: predictor.categories(n) for n in spec.categorical_features}
 
     @classmethod
     def open(
@@ -150,39 +155,42 @@ class OnlineModel:
 
     def _capture(self, records, answers, matrix, scores, received_at) -> None:
         if len(records) >= COLUMNAR_FROM:
-            columns = self._columns(records, answers, matrix, scores)
-            self.capture.record_columns(columns, len(records), received_at=received_at)
+            columns, features = self._columns(records, answers, matrix, scores)
+            self.capture.record_columns(
+                columns, len(records), matrix=features, received_at=received_at
+            )
         else:
             self.capture.record([r.__dict__ for r in records], answers, received_at=received_at)
 
-    def _columns(self, records, answers, matrix, scores) -> dict:
-        """A request as columns for capture: numbers straight from the model's matrix,
-        categories, ids and times as sent, outputs as arrays."""
+    def _columns(self, records, answers, matrix, scores) -> tuple[dict, FeatureMatrix | None]:
+        """A request for capture: the model's matrix as it is (numbers as sent, categories
+        as codes), ids and times as sent, outputs as arrays. With unknown categories
+        flagged, categories are kept as sent (an unknown one is NaN in the matrix), and so
+        is every column: the matrix's columns would not line up with the capture's."""
         spec = self.spec
-        flagging = self.predictor.flag_unknown
+        values = [r.__dict__ for r in records]
         columns: dict = {
-            "prediction_id": [a["prediction_id"] for a in answers],
+            "prediction_id": list(map(itemgetter("prediction_id"), answers)),
             "model_version": self.predictor.version,
         }
-        if flagging:
-            columns["flags"] = [
-                json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
-            ]
-        for j, name in enumerate(spec.input_features):
-            if not spec.features[name].is_categorical:
-                columns[name] = matrix[:, j]
-            elif flagging:  # an unknown category is NaN in the matrix: keep what was sent
-                columns[name] = [r.__dict__[name] for r in records]
-            else:  # every value is a declared category (or null): the capture decodes codes
-                columns[name] = Codes(matrix[:, j], self.predictor.categories(name))
         for name in (spec.id_column, spec.event_time_column):
-            columns[name] = [r.__dict__[name] for r in records]
+            columns[name] = list(map(itemgetter(name), values))
         if spec.is_classification:
-            columns["probability"] = scores.astype(np.float64)
-            columns["label"] = np.array([a["label"] for a in answers], dtype=np.int64)
+            columns["probability"] = scores
+            columns["label"] = self.predictor.labels(scores)
         else:
-            columns["value"] = scores.astype(np.float64)
-        return columns
+            columns["value"] = scores
+        if not self.predictor.flag_unknown:
+            return columns, FeatureMatrix(matrix, self._matrix_names, self._matrix_categories)
+        columns["flags"] = [
+            json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
+        ]
+        for j, name in enumerate(spec.input_features):
+            if spec.features[name].is_categorical:
+                columns[name] = list(map(itemgetter(name), values))
+            else:
+                columns[name] = matrix[:, j]
+        return columns, None
 
     def feedback(self, body: bytes) -> dict:
         try:

@@ -203,13 +203,13 @@ class Predictor:
         """The answers for records already scored, under the given prediction ids (how a
         journal replay rebuilds what the service answered without predicting again)."""
         answers = []
-        for record, score, prediction_id in zip(records, scores, ids, strict=True):
+        classification = self.spec.is_classification
+        labels = self.labels(scores).tolist() if classification else None
+        for i, (record, score, prediction_id) in enumerate(zip(records, scores, ids, strict=True)):
             answer = {"prediction_id": prediction_id, "model_version": self.version}
-            if self.spec.is_classification:
+            if classification:
                 answer["probability"] = float(score)
-                answer["label"] = int(
-                    score >= (self.threshold if self.threshold is not None else 0.5)
-                )
+                answer["label"] = labels[i]
             else:
                 answer["value"] = float(score)
             unknown = self._unknown_categories(record) if self.flag_unknown else None
@@ -217,6 +217,12 @@ class Predictor:
                 answer["flags"] = {UNKNOWN_CATEGORY_FLAG: unknown}
             answers.append(answer)
         return answers
+
+    def labels(self, scores: np.ndarray) -> np.ndarray:
+        """A classifier's labels (int64): 1 where the score reaches the model's threshold
+        (0.5 without one)."""
+        threshold = self.threshold if self.threshold is not None else 0.5
+        return (np.asarray(scores) >= threshold).astype(np.int64)
 
     def _unknown_categories(self, record: BaseModel) -> list[str]:
         values = record.__dict__

@@ -17,6 +17,7 @@ from components.capture import (
     Capture,
     CaptureConfig,
     Codes,
+    FeatureMatrix,
     FeedbackConflictError,
     parse_window,
     profile_windows,
@@ -635,6 +636,62 @@ def test_categories_given_as_codes_are_stored_as_categories(spec, store):
     }
     assert (frame["model_version"] == "v1").all()
     assert frame["flags"].isna().all()  # a column no request gave is null
+
+
+def _matrix_request(spec, ids, names, categories):
+    """A request as plain columns, and the same request with its features in a matrix."""
+    import numpy as np
+
+    plain = _columns(spec, ids)
+    rows = len(ids)
+    matrix = np.empty((rows, len(names)))
+    for j, name in enumerate(names):
+        if name in categories:
+            codes = {c: i for i, c in enumerate(categories[name])}
+            matrix[:, j] = [codes[v] for v in plain[name]]
+        else:
+            matrix[:, j] = plain[name]
+    matrix[0, 0] = np.nan  # a null
+    plain[names[0]] = [None, *plain[names[0]][1:]]
+    rest = {k: v for k, v in plain.items() if k not in names}
+    return plain, rest, FeatureMatrix(matrix, names, categories)
+
+
+def test_features_given_as_a_matrix_are_stored_as_the_same_columns(spec, tmp_path):
+    names = tuple(spec.input_features)
+    categories = {n: tuple(spec.features[n].categories) for n in spec.categorical_features}
+    frames = {}
+    for how in ("plain", "matrix", "mixed"):
+        store = LocalStore(tmp_path / how)
+        capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+        for k in range(3):
+            ids = [f"r{k}-{i}" for i in range(4)]
+            plain, rest, matrix = _matrix_request(spec, ids, names, categories)
+            if how == "plain" or (how == "mixed" and k == 1):
+                capture.record_columns(plain, 4)
+            else:
+                capture.record_columns(rest, 4, matrix=matrix)
+        assert capture.flush() == 12
+        frames[how] = read_captures(store, "churn")
+    pd.testing.assert_frame_equal(frames["matrix"], frames["plain"])
+    pd.testing.assert_frame_equal(frames["mixed"], frames["plain"])
+    assert frames["plain"][names[0]].isna().sum() == 3
+
+
+def test_a_feature_matrix_that_does_not_fit_is_refused(spec, store):
+    import numpy as np
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    names = ("tenure_months", "monthly_charges")
+    columns = _columns(spec, ["a", "b"])
+    rest = {k: v for k, v in columns.items() if k not in names}
+    with pytest.raises(ValueError, match=r"shape \(3, 2\) for 2 rows"):
+        capture.record_columns(rest, 2, matrix=FeatureMatrix(np.zeros((3, 2)), names))
+    with pytest.raises(ValueError, match=r"\['colour'\] are not capture columns"):
+        capture.record_columns(rest, 2, matrix=FeatureMatrix(np.zeros((2, 1)), ("colour",)))
+    with pytest.raises(ValueError, match=r"\['monthly_charges', 'tenure_months'\] given both"):
+        capture.record_columns(columns, 2, matrix=FeatureMatrix(np.zeros((2, 2)), names))
+    assert capture.unwritten_rows == 0
 
 
 def test_codes_outside_the_categories_are_stored_as_null_and_logged(spec, store, caplog):
