@@ -28,6 +28,7 @@ BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops p
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -154,6 +155,11 @@ class PredictionService:
             else:
                 self.online.capture.start()
         api.state.online = self.online
+        # What is alive now (modules, the model, the request model) lives as long as the
+        # worker: frozen out of the garbage collector's sight, so that full collections scan
+        # only what requests leave, not the whole heap (about 1% of a 100-record request's
+        # CPU went into full collections).
+        gc.freeze()
 
     def _start_replayer(self) -> None:
         self._replayer_started = time.monotonic()
