@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
 
-Servers, each with 2 workers on this machine's cores (the `hey` client shares them):
+Servers, each with 2 workers on this machine's cores (the `hey` client shares them), all
+running for the whole measurement; each round measures every server once, back to back:
   bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (in the
                    workers, the default)
   bento            the same, capture off
+  bento+cap-noprof capture on without whylogs profiles (MLOPS_CAPTURE_PROFILES=false)
   bento+journal    capture through the journal (MLOPS_CAPTURE_JOURNAL=true): workers
                    journal requests, replayers at idle priority capture them
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
@@ -232,6 +234,13 @@ def drain(folder: Path, pid: int, requests: int, timeout: float = 300) -> dict:
     }
 
 
+def paired(runs: dict, key: tuple, base: tuple, field: str) -> float:
+    """The median over rounds of key's figure divided by base's in the same round (cells of
+    one round run back to back, so the ratio cancels most of the machine's drift)."""
+    by_round = {r["round"]: r[field] for r in runs[base]}
+    return statistics.median(r[field] / by_round[r["round"]] for r in runs[key])
+
+
 def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
     from components.online import OnlineModel
 
@@ -358,6 +367,11 @@ def main() -> None:
         journaled = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "true"}
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
+            "bento+cap-noprof": {
+                **base_env,
+                "MLOPS_CAPTURE": "true",
+                "MLOPS_CAPTURE_PROFILES": "false",
+            },
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
             "bento+journal": {**base_env, **journaled},
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
@@ -371,27 +385,38 @@ def main() -> None:
                 parser.error(f"unknown servers {sorted(unknown)}; choose from {sorted(servers)}")
             servers = {n: e for n, e in servers.items() if n in wanted}
         runs: dict[tuple, list[dict]] = {}
-        for round_ in range(args.repeat):  # servers alternate, so machine noise hits all
+        processes: dict[str, tuple[subprocess.Popen, str]] = {}
+        try:
+            # Every server runs for the whole measurement and the cells interleave: each
+            # round measures every server once, back to back, so a slow spell of this shared
+            # machine hits the servers it is compared with too. Idle servers use no CPU.
             for name, env in servers.items():
                 port = free_port()
                 kind = "fastapi" if name == "fastapi" else "bento"
                 process = start(kind, port, env, args.workers)
-                url = f"http://127.0.0.1:{port}"
-                try:
-                    wait_ready(url, process)
-                    # Warm-up at full load: every worker started, imports done, caches warm.
-                    hey(binary, f"{url}/predict", bodies[sizes[0]], max(clients), 5)
-                    for size, body in bodies.items():
-                        hey(binary, f"{url}/predict", body, 4, 1)
-                        for c in clients:
+                processes[name] = (process, f"http://127.0.0.1:{port}")
+            for process, url in processes.values():
+                wait_ready(url, process)
+                # Warm-up at full load: every worker started, imports done, caches warm.
+                hey(binary, f"{url}/predict", bodies[sizes[0]], max(clients), 5)
+                for body in bodies.values():
+                    hey(binary, f"{url}/predict", body, 4, 1)
+            for size in sizes:
+                for c in clients:
+                    for round_ in range(args.repeat):
+                        order = list(processes)
+                        shift = round_ % len(order)  # nobody always goes first
+                        for name in order[shift:] + order[:shift]:
+                            process, url = processes[name]
                             before = server_cpu(process.pid)
-                            r = hey(binary, f"{url}/predict", body, c, args.seconds)
+                            r = hey(binary, f"{url}/predict", bodies[size], c, args.seconds)
                             used = server_cpu(process.pid) - before
                             r["cpu_us"] = used / max(r["requests"], 1) * 1e6
+                            r["round"] = round_
                             r.update(drain(journal, process.pid, r["requests"]))
                             runs.setdefault((name, size, c), []).append(r)
                             print(
-                                f"  round {round_ + 1} {name:<15}{size:>4} rec  c={c:<3}"
+                                f"  round {round_ + 1} {name:<17}{size:>4} rec  c={c:<3}"
                                 f"{r['rps']:>9.0f} req/s"
                                 + (
                                     f"  journal {r['backlog'] / 1e6:.1f} MB left, replayed "
@@ -401,10 +426,12 @@ def main() -> None:
                                 ),
                                 flush=True,
                             )
-                finally:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, 15)
-                    process.wait(30)
+        finally:
+            for process, _ in processes.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, 15)
+            for process, _ in processes.values():
+                process.wait(30)
         # The run with the median throughput of each cell (the upper median, i.e. the
         # better run, when the number of rounds is even), with its latencies.
         results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
@@ -416,14 +443,16 @@ def main() -> None:
 
     print(
         f"\n{os.cpu_count()} cores, {args.workers} workers per server, {args.seconds} s per "
-        f"cell, upper median of {args.repeat} alternating rounds, hey on the same machine\n"
+        f"cell, {args.repeat} rounds (every server once per round, back to back); req/s, "
+        "latencies: upper median over rounds; ratios: median over rounds of the ratio within "
+        "the round; hey on the same machine\n"
     )
     print(
         f"{'server':<15}{'records':>8}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'non-2xx':>9}{'x fastapi':>11}{'cpu us/req':>12}"
     )
     for (name, size, c), r in results.items():
-        ratio = r["rps"] / results[("fastapi", size, c)]["rps"]
+        ratio = paired(runs, (name, size, c), ("fastapi", size, c), "rps")
         print(
             f"{name:<15}{size:>8}{c:>8}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
             f"{r['non2xx']:>9}{ratio:>11.2f}{median_cpu[(name, size, c)]:>12.0f}"
@@ -457,20 +486,20 @@ def main() -> None:
         )
     for on, off in (
         ("bento+capture", "bento"),
+        ("bento+cap-noprof", "bento"),
         ("bento+journal", "bento"),
         ("bento-lean+cap", "bento-lean"),
     ):
         if (on, sizes[0], clients[0]) not in results or (off, sizes[0], clients[0]) not in results:
             continue
         cost = [
-            f"{size} rec c={c}: "
-            f"{1 - results[(on, size, c)]['rps'] / results[(off, size, c)]['rps']:+.0%}"
+            f"{size} rec c={c}: {1 - paired(runs, (on, size, c), (off, size, c), 'rps'):+.0%}"
             for size in sizes
             for c in clients
         ]
         print(f"capture cost ({on} vs {off}, 1 - req/s ratio): {', '.join(cost)}")
         cost = [
-            f"{size} rec c={c}: {median_cpu[(on, size, c)] / median_cpu[(off, size, c)] - 1:+.0%}"
+            f"{size} rec c={c}: {paired(runs, (on, size, c), (off, size, c), 'cpu_us') - 1:+.0%}"
             for size in sizes
             for c in clients
         ]
