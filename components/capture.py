@@ -663,24 +663,38 @@ def read_captures(
     optional), sorted by ``captured_at``. Only the hour partitions that overlap are read."""
     lo = _as_utc(start) if start is not None else None
     hi = _as_utc(end) if end is not None else None
-    tables = []
+    tables = [
+        pq.read_table(pa.BufferReader(store.get_bytes(key)))
+        for key in _capture_keys(store, problem, lo, hi)
+    ]
+    if not tables:
+        return pd.DataFrame({name: [] for name in BASE_COLUMNS})
+    frame = _within(_concat(tables), lo, hi)
+    return frame.sort_values("captured_at", kind="stable").reset_index(drop=True)
+
+
+def _capture_keys(
+    store: Store, problem: str, lo: datetime | None, hi: datetime | None
+) -> list[str]:
+    """The chunks of the hour partitions that overlap [lo, hi)."""
+    keys = []
     for key in store.list(f"captures/{problem}/"):
         match = _PARTITION.search(key)
         if not match:
             continue
         hour = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
         if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):
-            tables.append(pq.read_table(pa.BufferReader(store.get_bytes(key))))
-    if not tables:
-        return pd.DataFrame({name: [] for name in BASE_COLUMNS})
-    frame = _concat(tables)
+            keys.append(key)
+    return keys
+
+
+def _within(frame: pd.DataFrame, lo: datetime | None, hi: datetime | None) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
     if lo is not None:
         mask &= frame["captured_at"] >= lo
     if hi is not None:
         mask &= frame["captured_at"] < hi
-    frame = frame[mask].sort_values("captured_at", kind="stable")
-    return frame.reset_index(drop=True)
+    return frame[mask]
 
 
 def read_feedback(store: Store, problem: str) -> pd.DataFrame:
@@ -980,17 +994,25 @@ def profile_captured_window(
 
     For deployments that capture with profiles off (MLOPS_CAPTURE_PROFILES=false) to keep
     whylogs off the serving workers: a scheduled job calls this for each closed window.
-    Use one or the other for a window, not both, or a merge counts its rows twice.
+    Use one or the other for a window, not both, or a merge counts its rows twice. The
+    chunks are read and profiled one at a time, so memory stays bounded by one chunk
+    whatever the window holds.
     """
     begin = window_start(start, window)
-    rows = read_captures(store, spec.name, begin, begin + parse_window(window))
-    if rows.empty:
-        return None
+    end = begin + parse_window(window)
     outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
-    data = profiling.profile_frame(rows[[*spec.input_features, *outputs]])
+    names = [*spec.input_features, *outputs]
+    running = profiling.RunningProfile()
+    for key in _capture_keys(store, spec.name, begin, end):  # one chunk in memory at a time
+        chunk = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pandas()
+        rows = _within(chunk, begin, end)
+        if len(rows):
+            running.track(rows.reindex(columns=names))
+    if not running.rows:
+        return None
     key = (
         f"profiles/{spec.name}/window={begin.strftime(_COMPACT)}/"
         f"from-captures-{uuid.uuid4().hex[:8]}.bin"
     )
-    store.put_bytes(key, data, create_only=True)
+    store.put_bytes(key, running.serialize(), create_only=True)
     return key

@@ -595,6 +595,34 @@ def test_a_window_can_be_profiled_from_its_captured_chunks(spec, store):
     assert profile_captured_window(store, spec, empty_window, "1h") is None
 
 
+def test_a_window_profiled_chunk_by_chunk_matches_the_workers_own_profile(spec, tmp_path):
+    from components.capture import profile_captured_window, window_start
+
+    # 15-minute windows, chunks of 3 rows: the window's 8 rows span three chunks, the third
+    # shared with the next window's rows, which must not be counted.
+    config = CaptureConfig(window="15m", chunk_rows=3)
+    profiled = {}
+    for who in ("worker", "job"):
+        store = LocalStore(tmp_path / who)
+        clock = Clock()
+        capture = Capture(store, spec, worker_id="w1", clock=clock, config=config)
+        capture.profile = who == "worker"
+        record_n(capture, 8, "a")
+        clock.now = T0 + timedelta(minutes=15)
+        record_n(capture, 4, "b")
+        capture.close()
+        start = window_start(T0, "15m")
+        if who == "job":
+            assert window_profiles(store, "churn", start) == []
+            assert len(capture_keys(store)) == 4
+            profile_captured_window(store, spec, T0, "15m")
+        (profile,) = window_profiles(store, "churn", start)
+        profiled[who] = profile_summary(profile)
+    assert profiled["job"].loc["monthly_charges", "count"] == 8
+    columns = ["count", "nulls", "mean", "min", "max"]
+    pd.testing.assert_frame_equal(profiled["job"][columns], profiled["worker"][columns])
+
+
 def _columns(spec, ids: list[str], **changes) -> dict:
     import numpy as np
 
