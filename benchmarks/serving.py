@@ -1,6 +1,7 @@
 """Serving throughput and latency, side by side in one run, measured with `hey`.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 5] [--workers 2]
+    .venv/bin/python benchmarks/serving.py [--seconds 5] [--repeat 2] [--workers 2]
+        [--clients 1,8,32] [--sizes 1,100] [--servers bento+capture,bento]
 
 Servers, each with 2 workers on this machine's cores (the `hey` client shares them), all
 running for the whole measurement; each round measures every server once, back to back:
