@@ -5,6 +5,12 @@ __init__, which loads and verifies the model) around every invocation. Here the 
 entered once per container, on an event loop that lives as long as the container; Mangum
 runs with `lifespan="off"` on that same loop and each invocation only handles its request.
 The container is built lazily on the first invocation, never at import.
+
+Lambda freezes a container between invocations and may end it without any signal, so the
+capture's flusher thread cannot be counted on to write rows later: each invocation writes
+the rows it captured before it returns (one small Parquet chunk per invocation that
+predicted; an S3 write added to its duration). Window profiles keep their interval; a
+window's profile can be rebuilt from its chunks (capture.profile_captured_window).
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ class _Container:
         # The manager's app passes the lifespan's state to each request, as a server does.
         self.handler = Mangum(self.lifespan.app, lifespan="off", api_gateway_base_path="/")
 
+    def write_captured(self) -> None:
+        """Store the rows this invocation captured (a failing store is logged by the
+        capture, which keeps the rows for its next flush)."""
+        from bentos.service import api
+
+        online = getattr(api.state, "online", None)
+        capture = online.capture if online is not None else None
+        if capture is not None and capture.unwritten_rows:
+            capture.flush(profiles=False)
+
     def close(self) -> None:
         self.loop.run_until_complete(self.lifespan.__aexit__(None, None, None))
         self.loop.close()
@@ -46,4 +62,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _container is None:
         _container = _Container()
     asyncio.set_event_loop(_container.loop)
-    return _container.handler(event, context)
+    try:
+        return _container.handler(event, context)
+    finally:
+        _container.write_captured()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import time
 
@@ -83,7 +84,9 @@ def main() -> None:
         out["responses"].append({"status": response["statusCode"], "body": response["body"]})
     out["model_loads"] = len(loads)
     out["same_container"] = lambda_handler._container is not None
-    print("RESULT" + json.dumps(out))
+    print("RESULT" + json.dumps(out), flush=True)
+    # Lambda may end a frozen container without a signal: no shutdown, no flush at exit.
+    os._exit(0)
 
 
 if __name__ == "__main__":

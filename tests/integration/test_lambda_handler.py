@@ -14,18 +14,21 @@ import pytest
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="module")
-def invoked(served_model, tmp_path_factory):
+def _invoke(served_model, store: Path, records: int = 3, **settings) -> dict:
     env = {
         **os.environ,
         "MLOPS_MODEL_TAG": served_model.tag,
-        "MLOPS_CAPTURE": "false",
-        "MLOPS_STORE": str(tmp_path_factory.mktemp("lambda-store")),
+        "MLOPS_STORE": str(store),
         "MLOPS_SERVE_API_KEY": "",
         "PYTHONPATH": str(HERE.parents[1]),
+        **settings,
     }
     run = subprocess.run(
-        [sys.executable, str(HERE / "lambda_invoke.py"), json.dumps(served_model.records[:3])],
+        [
+            sys.executable,
+            str(HERE / "lambda_invoke.py"),
+            json.dumps(served_model.records[:records]),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -34,6 +37,11 @@ def invoked(served_model, tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT"))
     return json.loads(line.removeprefix("RESULT"))
+
+
+@pytest.fixture(scope="module")
+def invoked(served_model, tmp_path_factory):
+    return _invoke(served_model, tmp_path_factory.mktemp("lambda-store"), MLOPS_CAPTURE="false")
 
 
 def test_answers_like_the_service(invoked, served_model):
@@ -50,3 +58,23 @@ def test_service_starts_once_per_container(invoked):
     assert invoked["model_loads"] == 1
     cold, *warm = invoked["seconds"]
     assert max(warm) < cold  # only the first invocation pays for the start-up
+
+
+def test_each_invocation_stores_what_it_captured(served_model, tmp_path):
+    # The flush interval is an hour and the container ends without a shutdown (os._exit),
+    # as a reclaimed Lambda container does: rows must already be stored per invocation.
+    from components.capture import read_captures
+    from components.store import LocalStore
+
+    store = tmp_path / "store"
+    invoked = _invoke(
+        served_model, store, records=10, MLOPS_CAPTURE="true", MLOPS_CAPTURE_FLUSH_S="3600"
+    )
+    answered = [
+        a["prediction_id"]
+        for r in invoked["responses"][:2]
+        for a in json.loads(r["body"])["predictions"]
+    ]
+    assert len(answered) == 20
+    stored = read_captures(LocalStore(store), "churn")
+    assert sorted(stored["prediction_id"]) == sorted(answered)
