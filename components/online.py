@@ -95,10 +95,16 @@ class OnlineModel:
         # replays the journal into the capture (components.journal).
         self.journal = journal
         self._feedback = _feedback_model(spec)
-        # The layout of the feature matrix, one object per model (capture stacks matrices of
-        # one layout at flush time).
+        # The layouts of the feature matrix given to capture, one object each per model
+        # (capture stacks matrices of one layout at flush time): all of it, categories as
+        # codes; or, when unknown categories are flagged (NaN in the matrix, so kept as
+        # sent instead), its numeric columns only.
         self._matrix_names = tuple(spec.input_features)
         self._matrix_categories = {n: predictor.categories(n) for n in spec.categorical_features}
+        self._numeric = [
+            j for j, n in enumerate(spec.input_features) if not spec.features[n].is_categorical
+        ]
+        self._numeric_names = tuple(self._matrix_names[j] for j in self._numeric)
 
     @classmethod
     def open(
@@ -162,11 +168,11 @@ class OnlineModel:
         else:
             self.capture.record([r.__dict__ for r in records], answers, received_at=received_at)
 
-    def _columns(self, records, answers, matrix, scores) -> tuple[dict, FeatureMatrix | None]:
+    def _columns(self, records, answers, matrix, scores) -> tuple[dict, FeatureMatrix]:
         """A request for capture: the model's matrix as it is (numbers as sent, categories
         as codes), ids and times as sent, outputs as arrays. With unknown categories
-        flagged, categories are kept as sent (an unknown one is NaN in the matrix), and so
-        is every column: the matrix's columns would not line up with the capture's."""
+        flagged, categories are kept as sent (an unknown one is NaN in the matrix) and the
+        matrix gives the numbers only."""
         spec = self.spec
         values = [r.__dict__ for r in records]
         columns: dict = {
@@ -185,12 +191,9 @@ class OnlineModel:
         columns["flags"] = [
             json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
         ]
-        for j, name in enumerate(spec.input_features):
-            if spec.features[name].is_categorical:
-                columns[name] = list(map(itemgetter(name), values))
-            else:
-                columns[name] = matrix[:, j]
-        return columns, None
+        for name in spec.categorical_features:
+            columns[name] = list(map(itemgetter(name), values))
+        return columns, FeatureMatrix(matrix[:, self._numeric], self._numeric_names)
 
     def feedback(self, body: bytes) -> dict:
         try:

@@ -4,6 +4,7 @@ __init__): predictions, feedback, metadata, probes and every client mistake."""
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 from service_cases import BAD_REQUESTS, GOOD
@@ -144,6 +145,26 @@ def test_unknown_categories_can_be_flagged_instead(app, monkeypatch, tmp_path):
         response = c.post("/predict", json={"records": [{**GOOD, "region": "atlantis"}]})
     assert response.status_code == 200
     assert response.json()["predictions"][0]["flags"] == {"unknown_categories": ["region"]}
+
+
+def test_flagged_requests_are_captured_as_sent(app, served_model, monkeypatch, tmp_path):
+    from components.capture import read_captures
+    from components.store import LocalStore
+
+    records = [*served_model.records[:9], {**GOOD, "region": "atlantis"}]  # columnar path
+    env = {"MLOPS_SERVE_FLAG_UNKNOWN_CATEGORIES": "true"}
+    with _client(app, monkeypatch, tmp_path, **env) as c:
+        answers = c.post("/predict", json={"records": records}).json()["predictions"]
+    by_id = read_captures(LocalStore(tmp_path / "store"), "churn").set_index("prediction_id")
+    assert sorted(by_id.index) == sorted(a["prediction_id"] for a in answers)
+    for record, answer in zip(records, answers, strict=True):
+        row = by_id.loc[answer["prediction_id"]]
+        for name, value in record.items():
+            stored = row[name]
+            assert (value is None and stored != stored) or stored == value, (name, value, stored)
+        flags = json.loads(row["flags"]) if isinstance(row["flags"], str) else None
+        assert flags == answer.get("flags")
+    assert by_id.loc[answers[-1]["prediction_id"], "region"] == "atlantis"
 
 
 def test_record_limit_is_configurable(app, monkeypatch, tmp_path):
