@@ -470,19 +470,17 @@ def main() -> None:
             + (f"  ({micros / base - 1:+.0%})" if name != "off" else "")
             + ("  (the replayer's, per journaled call)" if name == "replayed later" else "")
         )
-    for name in ("bento+journal",):
-        cells = [
-            f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
-            f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
-            f"{statistics.median(r['drain_s'] for r in runs[key]):.1f} s)"
-            for size in sizes
-            for c in clients
-            if (key := (name, size, c)) in runs
-        ]
-        if not cells:
-            continue
+    cells = [
+        f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
+        f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
+        f"{statistics.median(r['drain_s'] for r in runs[key]):.1f} s)"
+        for size in sizes
+        for c in clients
+        if (key := ("bento+journal", size, c)) in runs
+    ]
+    if cells:
         print(
-            f"journal replayed after each cell ({name}), CPU per request of the cell "
+            "journal replayed after each cell (bento+journal), CPU per request of the cell "
             f"(journal left, time to store it): {', '.join(cells)}"
         )
     for on, off in (
