@@ -39,6 +39,8 @@ Nothing is lost, and memory stays bounded:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -554,7 +556,7 @@ class Capture:
                     running.rows,
                 )
                 continue
-            folder = f"profiles/{self.spec.name}/window={start.strftime(_COMPACT)}"
+            folder = _profile_folder(self.spec.name, start)
             key = self._key(folder, ".bin")
             out.append(_Pending(key, data, 0, folder, ".bin", self._name is not None))
         self._profiles = {}
@@ -719,7 +721,7 @@ def profile_windows(store: Store, problem: str) -> list[datetime]:
 def window_profiles(store: Store, problem: str, window_start: datetime) -> list[bytes]:
     """The serialised profiles written for the window starting at ``window_start``; merge
     them with :func:`components.profiling.merge_profiles`."""
-    folder = f"profiles/{problem}/window={_as_utc(window_start).strftime(_COMPACT)}/"
+    folder = _profile_folder(problem, window_start) + "/"
     return [store.get_bytes(key) for key in store.list(folder) if key.endswith(".bin")]
 
 
@@ -986,33 +988,157 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class ProfiledWindow:
+    """What :func:`profile_captures` did for one window."""
+
+    start: datetime
+    chunks: int  # chunks newly profiled (0: nothing new, or skipped)
+    rows: int  # of their rows, those in this window
+    key: str | None  # the profile written (None: no new rows, or skipped)
+    skipped: str | None = None  # why the window was left alone
+
+
+# The keys profile_captures() writes in a window's folder start with this: a worker's key
+# starts with its worker id, which cannot contain "=".
+_LEDGER = "chunks="
+
+
+def profile_captures(
+    store: Store,
+    spec: ProblemSpec,
+    *,
+    window: str = "1h",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ProfiledWindow]:
+    """Profile the captured chunks not profiled yet, one profile per window, stored where
+    the workers' own profiles would be: the whylogs step of capture, moved off the serving
+    workers (``MLOPS_CAPTURE_PROFILES=false``, the default) into a job run on a schedule,
+    as SageMaker Model Monitor processes captured data. Windows that begin before ``until``
+    and end after ``since`` (both optional) are considered.
+
+    Incremental and idempotent: each run profiles only chunks no earlier run has, so a
+    window still open, or a chunk written late (a store that was down), is profiled by a
+    later run, into one more profile of that window (a window's profiles merge). Beside each
+    profile ``chunks=<digest>.bin`` the job first writes ``chunks=<digest>.json``, the chunk
+    keys it covers; a chunk counts as profiled once both exist, so a run that dies between
+    the two is redone, never counted twice. Run one job at a time per problem (a Prefect
+    deployment with a concurrency limit of 1): two runs that see different new chunks at
+    once would count the shared ones twice.
+
+    A window that holds profiles written by workers (``MLOPS_CAPTURE_PROFILES=true``, or a
+    journal's replayer) is skipped and reported: profiling its chunks too would count its
+    rows twice. Chunks are read one at a time and each once, so memory stays bounded by one
+    chunk and one running profile per window.
+    """
+    width = parse_window(window)
+    lo = window_start(since, width) if since is not None else None
+    hi = _as_utc(until) if until is not None else None
+    outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
+    names = [*spec.input_features, *outputs]
+
+    # Which windows each chunk's hour partition overlaps.
+    by_window: dict[datetime, list[str]] = {}
+    for key in _capture_keys(store, spec.name, lo, hi + width if hi is not None else None):
+        hour = _partition_hour(key)
+        start = window_start(hour, width)
+        while start < hour + timedelta(hours=1):
+            if (lo is None or start >= lo) and (hi is None or start < hi):
+                by_window.setdefault(start, []).append(key)
+            start += width
+
+    results: dict[datetime, ProfiledWindow] = {}
+    todo: dict[datetime, list[str]] = {}
+    for start, keys in sorted(by_window.items()):
+        folder = _profile_folder(spec.name, start)
+        profiled, foreign = _profiled_chunks(store, folder)
+        if foreign:
+            results[start] = ProfiledWindow(
+                start,
+                0,
+                0,
+                None,
+                f"it holds {len(foreign)} profiles written by capture "
+                f"workers (e.g. {foreign[0]}); profiling its chunks too would count them twice",
+            )
+            continue
+        new = [k for k in keys if k not in profiled]
+        if new:
+            todo[start] = new
+        else:
+            results[start] = ProfiledWindow(start, 0, 0, None)
+
+    # Each new chunk read once, its rows added to the running profile of their window.
+    running = {start: profiling.RunningProfile() for start in todo}
+    for key in sorted({k for keys in todo.values() for k in keys}):
+        chunk = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pandas()
+        for start in todo:
+            if key in todo[start]:
+                rows = _within(chunk, start, start + width)
+                if len(rows):
+                    running[start].track(rows.reindex(columns=names))
+
+    for start, keys in todo.items():
+        keys = sorted(keys)
+        folder = _profile_folder(spec.name, start)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+        name = f"{folder}/{_LEDGER}{digest}"
+        rows = running[start].rows
+        ledger = {"window": start.isoformat(), "rows": rows, "chunks": keys}
+        # Taken: an earlier run of the same chunks died before its profile; finish it.
+        with contextlib.suppress(ObjectExistsError):
+            store.put_json(f"{name}.json", ledger, create_only=True)
+        key = None
+        if rows:
+            key = f"{name}.bin"
+            # Taken: written by a run of the same chunks at the same time.
+            with contextlib.suppress(ObjectExistsError):
+                store.put_bytes(key, running[start].serialize(), create_only=True)
+        results[start] = ProfiledWindow(start, len(keys), rows, key)
+    return [results[start] for start in sorted(results)]
+
+
 def profile_captured_window(
     store: Store, spec: ProblemSpec, start: datetime, window: str = "1h"
 ) -> str | None:
-    """Profile the captured rows of one window from their Parquet chunks and store the
-    profile where the service's own would be; return its key (None: no rows).
-
-    For deployments that capture with profiles off (MLOPS_CAPTURE_PROFILES=false) to keep
-    whylogs off the serving workers: a scheduled job calls this for each closed window.
-    Use one or the other for a window, not both, or a merge counts its rows twice. The
-    chunks are read and profiled one at a time, so memory stays bounded by one chunk
-    whatever the window holds.
-    """
+    """:func:`profile_captures` for the one window that holds ``start``: the key of the
+    profile written, None when it had no new rows. ValueError if the window holds workers'
+    profiles."""
     begin = window_start(start, window)
-    end = begin + parse_window(window)
-    outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
-    names = [*spec.input_features, *outputs]
-    running = profiling.RunningProfile()
-    for key in _capture_keys(store, spec.name, begin, end):  # one chunk in memory at a time
-        chunk = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pandas()
-        rows = _within(chunk, begin, end)
-        if len(rows):
-            running.track(rows.reindex(columns=names))
-    if not running.rows:
-        return None
-    key = (
-        f"profiles/{spec.name}/window={begin.strftime(_COMPACT)}/"
-        f"from-captures-{uuid.uuid4().hex[:8]}.bin"
-    )
-    store.put_bytes(key, running.serialize(), create_only=True)
-    return key
+    until = begin + parse_window(window)
+    for done in profile_captures(store, spec, window=window, since=begin, until=until):
+        if done.start == begin:
+            if done.skipped:
+                raise ValueError(f"window {begin.isoformat()} not profiled: {done.skipped}")
+            return done.key
+    return None
+
+
+def _partition_hour(key: str) -> datetime:
+    match = _PARTITION.search(key)
+    return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
+
+
+def _profile_folder(problem: str, start: datetime) -> str:
+    return f"profiles/{problem}/window={_as_utc(start).strftime(_COMPACT)}"
+
+
+def _profiled_chunks(store: Store, folder: str) -> tuple[set[str], list[str]]:
+    """(chunks profiled into this window's folder by profile_captures, keys of profiles
+    written by capture workers there)."""
+    keys = store.list(folder + "/")
+    names = {key.rsplit("/", 1)[1] for key in keys}
+    profiled: set[str] = set()
+    for key in keys:
+        name = key.rsplit("/", 1)[1]
+        if name.startswith(_LEDGER) and name.endswith(".json"):
+            ledger = store.get_json(key)
+            if not ledger["rows"] or name[: -len(".json")] + ".bin" in names:
+                profiled.update(ledger["chunks"])
+    foreign = [
+        key
+        for key in keys
+        if key.endswith(".bin") and not key.rsplit("/", 1)[1].startswith(_LEDGER)
+    ]
+    return profiled, foreign

@@ -623,6 +623,112 @@ def test_a_window_profiled_chunk_by_chunk_matches_the_workers_own_profile(spec, 
     pd.testing.assert_frame_equal(profiled["job"][columns], profiled["worker"][columns])
 
 
+def _window_count(store, start, column="monthly_charges") -> int:
+    profiles = window_profiles(store, "churn", start)
+    return int(profile_summary(merge_profiles(profiles)).loc[column, "count"]) if profiles else 0
+
+
+class CountingStore(LocalStore):
+    """Counts the reads of each key; fails the writes of keys ending in ``fail_suffix``."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.reads: dict[str, int] = {}
+        self.fail_suffix: str | None = None
+
+    def get_bytes(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get_bytes(key)
+
+    def put_bytes(self, key, data, *, create_only=False):
+        if self.fail_suffix and key.endswith(self.fail_suffix):
+            raise StoreError(f"injected failure writing {key}")
+        super().put_bytes(key, data, create_only=create_only)
+
+
+def test_the_profile_job_profiles_each_chunk_once_however_often_it_runs(spec, tmp_path):
+    from components.capture import profile_captures
+
+    store, clock = CountingStore(tmp_path / "s"), Clock()
+    start = window_start(T0, "1h")
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    record_n(capture, 5, "a")
+    capture.flush()
+    (done,) = profile_captures(store, spec)
+    assert (done.start, done.chunks, done.rows, done.skipped) == (start, 1, 5, None)
+    assert done.key.startswith(f"profiles/churn/window={start:%Y%m%dT%H%M%SZ}/chunks=")
+    # Nothing new: no chunk read (only the ledger), nothing written.
+    keys = store.list("profiles/")
+    (again,) = profile_captures(store, spec)
+    assert (again.chunks, again.rows, again.key) == (0, 0, None)
+    assert store.list("profiles/") == keys
+    assert _window_count(store, start) == 5
+    # A chunk arriving later in the same window gets a profile of its own; they merge.
+    clock.now = T0 + timedelta(minutes=30)
+    record_n(capture, 3, "b")
+    capture.flush()
+    (late,) = profile_captures(store, spec)
+    assert (late.chunks, late.rows) == (1, 3)
+    assert len(window_profiles(store, "churn", start)) == 2
+    assert _window_count(store, start) == 8
+    assert all(n == 1 for key, n in store.reads.items() if key.startswith("captures/"))
+
+
+def test_a_profile_job_that_dies_midway_is_redone_without_counting_twice(spec, tmp_path):
+    from components.capture import profile_captures
+
+    store, clock = CountingStore(tmp_path / "s"), Clock()
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    record_n(capture, 4, "a")
+    capture.flush()
+    store.fail_suffix = ".bin"  # dies after its ledger, before its profile
+    with pytest.raises(StoreError, match="injected failure"):
+        profile_captures(store, spec)
+    store.fail_suffix = None
+    record_n(capture, 2, "b")  # and more rows arrive before the next run
+    capture.flush()
+    (done,) = profile_captures(store, spec)
+    assert (done.chunks, done.rows) == (2, 6)
+    start = window_start(T0, "1h")
+    assert _window_count(store, start) == 6
+    assert profile_captures(store, spec)[0].rows == 0
+
+
+def test_the_profile_job_skips_windows_the_workers_profiled(spec, store):
+    from components.capture import profile_captured_window, profile_captures
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=True)
+    record_n(capture, 3)
+    capture.flush()
+    (done,) = profile_captures(store, spec)
+    assert done.key is None and "written by capture workers" in done.skipped
+    with pytest.raises(ValueError, match="would count them twice"):
+        profile_captured_window(store, spec, T0)
+    assert _window_count(store, window_start(T0, "1h")) == 3
+
+
+def test_the_profile_job_reads_each_chunk_once_for_windows_shorter_than_its_hour(spec, tmp_path):
+    from components.capture import profile_captures
+
+    store = CountingStore(tmp_path / "s")
+    clock = Clock(T0.replace(minute=0))
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    for minute, n in ((0, 2), (20, 3), (50, 4)):  # one chunk holding three 15-minute windows
+        clock.now = T0.replace(minute=minute)
+        record_n(capture, n, f"m{minute}")
+    capture.flush()
+    (chunk,) = capture_keys(store)
+    done = profile_captures(store, spec, window="15m")
+    assert [(d.start.minute, d.rows) for d in done] == [(0, 2), (15, 3), (30, 0), (45, 4)]
+    assert store.reads[chunk] == 1
+    assert [_window_count(store, d.start) for d in done] == [2, 3, 0, 4]
+    # since/until pick windows: only the one that begins at :15.
+    later = profile_captures(
+        store, spec, window="15m", since=T0.replace(minute=20), until=T0.replace(minute=29)
+    )
+    assert [(d.start.minute, d.chunks) for d in later] == [(15, 0)]
+
+
 def _columns(spec, ids: list[str], **changes) -> dict:
     import numpy as np
 
