@@ -6,9 +6,9 @@
 Servers, each with 2 workers on this machine's cores (the `hey` client shares them), all
 running for the whole measurement; each round measures every server once, back to back:
   bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (in the
-                   workers, the default)
+                   workers; whylogs profiles left to `mlops profile-captures`, the default)
   bento            the same, capture off
-  bento+cap-noprof capture on without whylogs profiles (MLOPS_CAPTURE_PROFILES=false)
+  bento+cap-prof   capture on with whylogs profiles in the workers (MLOPS_CAPTURE_PROFILES=true)
   bento+journal    capture through the journal (MLOPS_CAPTURE_JOURNAL=true): workers
                    journal requests, replayers at idle priority capture them
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
@@ -368,10 +368,10 @@ def main() -> None:
         journaled = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "true"}
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
-            "bento+cap-noprof": {
+            "bento+cap-prof": {
                 **base_env,
                 "MLOPS_CAPTURE": "true",
-                "MLOPS_CAPTURE_PROFILES": "false",
+                "MLOPS_CAPTURE_PROFILES": "true",
             },
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
             "bento+journal": {**base_env, **journaled},
@@ -485,7 +485,7 @@ def main() -> None:
         )
     for on, off in (
         ("bento+capture", "bento"),
-        ("bento+cap-noprof", "bento"),
+        ("bento+cap-prof", "bento"),
         ("bento+journal", "bento"),
         ("bento-lean+cap", "bento-lean"),
     ):

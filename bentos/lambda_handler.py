@@ -9,8 +9,10 @@ The container is built lazily on the first invocation, never at import.
 Lambda freezes a container between invocations and may end it without any signal, so the
 capture's flusher thread cannot be counted on to write rows later: each invocation writes
 the rows it captured before it returns (one small Parquet chunk per invocation that
-predicted; an S3 write added to its duration). Window profiles keep their interval; a
-window's profile can be rebuilt from its chunks (capture.profile_captured_window).
+predicted; an S3 write added to its duration). Profiles are best left to the scheduled
+`mlops profile-captures` job (the default, MLOPS_CAPTURE_PROFILES=false), which profiles the
+stored chunks: a worker's running profile would wait for its interval and be lost with a
+reclaimed container.
 """
 
 from __future__ import annotations

@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     )
     capture: bool = Field(True, description="Capture predictions and feedback to the store.")
     capture_profiles: bool = Field(
-        True,
-        description="Profile captured rows with whylogs in the serving workers; off, "
-        "profiles come from the captured chunks (capture.profile_captured_window).",
+        False,
+        description="Profile captured rows with whylogs in the serving workers (or the "
+        "journal's replayers). Off: `mlops profile-captures`, run on a schedule, profiles "
+        "the stored chunks instead, keeping whylogs' CPU off the serving machine's cores.",
     )
     capture_flush_s: float = Field(5.0, gt=0, description="Capture flush interval.")
     capture_profile_s: float = Field(

@@ -155,3 +155,44 @@ def test_prep_generated_data(tmp_path):
     assert result.exit_code == 0, result.output
     assert "snapshot " in result.output
     assert list((tmp_path / "store" / "snapshots" / "churn").glob("*/manifest.json"))
+
+
+def test_profile_captures_profiles_new_chunks_once(tmp_path):
+    from components.capture import Capture, profile_windows, window_profiles
+    from components.problem import load_problem
+    from components.profiling import profile_summary
+    from components.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    spec = load_problem(CHURN)
+    with Capture(store, spec, worker_id="w1", profile=False) as capture:
+        records = pd.read_csv(_generated(tmp_path)).head(7)
+        records = records[[spec.id_column, spec.event_time_column, *spec.input_features]]
+        rows = records.to_dict("records")
+        answers = [
+            {"prediction_id": f"p{i}", "model_version": "v1", "probability": 0.5, "label": 1}
+            for i in range(len(rows))
+        ]
+        capture.record(rows, answers)
+    args = ["profile-captures", "--store", str(tmp_path / "store"), "--problem", str(CHURN)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "| 1 | 7 | profiles/churn/window=" in first.output
+    (start,) = profile_windows(store, "churn")
+    (profile,) = window_profiles(store, "churn", start)
+    assert profile_summary(profile).loc["probability", "count"] == 7
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "| 0 | 0 | nothing new |" in again.output
+    bad = runner.invoke(app, [*args, "--window", "90s"])
+    assert bad.exit_code == 2
+    assert "90s" in bad.output
+
+
+def _generated(tmp_path) -> Path:
+    out = tmp_path / "traffic.csv"
+    result = runner.invoke(
+        app, ["data", "generate", "--rows", "2000", "--kind", "traffic", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return out
