@@ -15,8 +15,9 @@ into the store:
   written every ``profile_interval_s``, on an explicit ``flush()`` and on ``close()``
   (starting a whylogs profile costs ~20 ms whatever its size, too much for every flush of a
   busy worker). A worker killed without ``close()`` loses the profile of its rows since
-  the last one written, not the rows: ``profile_captured_window`` rebuilds a window's
-  profile from its Parquet chunks;
+  the last one written, not the rows. With ``profile=False`` (the service's default) a
+  worker writes no profiles: :func:`profile_captures`, run as a scheduled job, profiles the
+  stored chunks instead, off the serving cores;
 - ``feedback/<problem>/<prediction_id>.json``: an observed label, written once.
 
 Every write is create-only, so nothing is ever overwritten.
@@ -941,6 +942,10 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
 
 
 def _parquet_bytes(table: pa.Table, layout: dict[str, Any]) -> bytes:
+    encodings = layout.get("column_encoding")
+    if encodings:  # only for text: a column kept as given may hold something else
+        text = {f.name for f in table.schema if pa.types.is_string(f.type)}
+        layout = {**layout, "column_encoding": {c: e for c, e in encodings.items() if c in text}}
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **layout)
     return sink.getvalue().to_pybytes()
@@ -951,12 +956,18 @@ def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, An
     zstd level 1 (as small as the default level on captured rows, for about three quarters
     of the CPU); dictionary encoding only where values repeat (categories, model version,
     label, flags), not on ids and measurements, where Arrow would try it and give up;
-    min/max statistics only on the two time columns, which readers filter on."""
+    min/max statistics only on the two time columns, which readers filter on. Ids are
+    written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to back): zstd
+    then compresses one run of random hex instead of values between lengths, half the CPU of
+    the prediction-id column (about 12 instead of 25 µs per 100 rows) and slightly smaller
+    (any Parquet reader of format 2 reads it: Arrow, DuckDB, Spark, Trino/Athena)."""
     repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
+    ids = {PREDICTION_ID, spec.id_column}
     return {
         "compression": "zstd",
         "compression_level": 1,
         "use_dictionary": [c for c in columns if c in repeating],
+        "column_encoding": {c: "DELTA_LENGTH_BYTE_ARRAY" for c in columns if c in ids},
         "write_statistics": [c for c in columns if c in (CAPTURED_AT, spec.event_time_column)],
     }
 

@@ -195,6 +195,27 @@ def test_values_that_do_not_fit_the_declared_type_are_kept_as_given(spec, store)
     assert read_captures(store, "churn")["tenure_months"].tolist() == [1.5]  # not truncated
 
 
+def test_ids_are_written_delta_length_encoded_unless_they_are_not_text(spec, store):
+    import pyarrow.parquet as pq
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    record_n(capture, 3)
+    assert capture.flush() == 3
+    capture.record([features(1, customer_id=12345)], [answer("int-id")])  # kept as given
+    assert capture.flush() == 1  # a chunk whose customer_id is int64: no DELTA_LENGTH
+    encodings = {}
+    for key in capture_keys(store):
+        meta = pq.ParquetFile(store.root / key).metadata
+        for i in range(meta.num_columns):
+            column = meta.row_group(0).column(i)
+            encodings.setdefault(column.path_in_schema, set()).update(column.encodings)
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["prediction_id"]
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["customer_id"]
+    frame = read_captures(store, "churn").set_index("prediction_id")
+    assert frame.loc["int-id", "customer_id"] == 12345
+    assert frame.loc["p0", "customer_id"] == "c0"
+
+
 def test_chunks_hold_at_most_chunk_rows(spec, store):
     config = CaptureConfig(chunk_rows=4)
     capture = Capture(store, spec, worker_id="w1", config=config, clock=Clock(), profile=False)
