@@ -855,6 +855,8 @@ def test_codes_outside_the_categories_are_stored_as_null_and_logged(spec, store,
     regions = tuple(spec.features["region"].categories)
     assert Codes(np.array([0.0, np.nan]), ("a", "b")).values() == ["a", None]
     assert Codes(np.array([1.0]), (0, 1)).values() == [1]
+    for code in (2.0, 0.5, -1.0, np.inf, 1e30):  # each kind alone, too
+        assert Codes(np.array([1.0, code]), ("a", "b")).values() == ["b", None], code
     capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
     bad = Codes(np.array([0.0, 99.0, 0.5, -1.0]), regions)
     capture.record_columns(_columns(spec, ["a", "b", "c", "d"], region=bad), 4)
