@@ -526,7 +526,9 @@ class Capture:
         )
         # Columns kept "as given" may differ in type between parts: let Arrow reconcile them.
         table = (
-            pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else (parts[0])
+            pa.concat_tables([_dense(p) for p in parts], promote_options="permissive")
+            if len(parts) > 1
+            else parts[0]
         )
         stamps = table.column(CAPTURED_AT).to_numpy().astype("datetime64[us]").astype(np.int64)
         out = []
@@ -546,7 +548,7 @@ class Capture:
             names = [*self.spec.input_features, *self.outputs]
             for window_key, part in _partitions(table, stamps // width_us):
                 start = datetime.fromtimestamp(int(window_key) * width_us / 1e6, tz=UTC)
-                self._unprofiled.setdefault(start, []).append(part.select(names))
+                self._unprofiled.setdefault(start, []).append(_dense(part.select(names)))
                 self._unprofiled_rows += part.num_rows
             if self._unprofiled_rows >= self.config.profile_batch_rows:
                 self._profile_unprofiled()
@@ -754,13 +756,17 @@ class Codes:
         return self.decoded(self.codes, pa.infer_type(list(self.categories))).to_pylist()
 
     def decoded(self, codes: np.ndarray, declared: pa.DataType, column: str = "") -> pa.Array:
-        """``codes`` (of this column's categories) as an Arrow array of the declared type."""
+        """``codes`` (of this column's categories) as an Arrow array of the declared type, or
+        a dictionary array of it (see :func:`_dense`)."""
         codes = np.asarray(codes, dtype=np.float64)
         dictionary = _column_array(list(self.categories), declared)
         try:
-            # Valid codes, the usual case, in two C calls (half the time of the checks
-            # below): the safe cast refuses fractions and take() codes out of range.
-            return dictionary.take(pa.array(codes, from_pandas=True).cast(pa.int64()))
+            # Valid codes, the usual case, become a dictionary array in two C calls, with no
+            # copy of the values: the safe cast refuses fractions, and from_arrays codes out
+            # of range. Parquet writes it as the dictionary it is (no hashing); chunks are
+            # written without Arrow's schema, so readers get the declared type back.
+            indices = pa.array(codes, from_pandas=True).cast(pa.int32())
+            return pa.DictionaryArray.from_arrays(indices, dictionary)
         except (pa.ArrowInvalid, IndexError):
             pass
         with np.errstate(invalid="ignore"):  # inf % 1 is NaN: invalid, as it should be
@@ -956,6 +962,17 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
     return _array(values, declared)
 
 
+def _dense(table: pa.Table) -> pa.Table:
+    """The table with its dictionary columns (categories given as codes) as plain arrays of
+    their values, for whatever would see the dictionary type: concatenation with rows
+    captured one by one, whylogs."""
+    for i, column_field in enumerate(table.schema):
+        if pa.types.is_dictionary(column_field.type):
+            column = table.column(i).cast(column_field.type.value_type)
+            table = table.set_column(i, column_field.name, column)
+    return table
+
+
 def _parquet_bytes(table: pa.Table, layout: dict[str, Any]) -> bytes:
     encodings = layout.get("column_encoding")
     if encodings:  # only for text: a column kept as given may hold something else
@@ -984,6 +1001,9 @@ def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, An
         "use_dictionary": [c for c in columns if c in repeating],
         "column_encoding": {c: "DELTA_LENGTH_BYTE_ARRAY" for c in columns if c in ids},
         "write_statistics": [c for c in columns if c in (CAPTURED_AT, spec.event_time_column)],
+        # Without Arrow's own schema, readers see each column's Parquet type: categories
+        # are text whether a chunk got them as a dictionary array (codes) or as text.
+        "store_schema": False,
     }
 
 
@@ -1098,7 +1118,9 @@ def profile_captures(
     # Each new chunk read once, its rows added to the running profile of their window.
     running = {start: profiling.RunningProfile() for start in todo}
     for key in sorted({k for keys in todo.values() for k in keys}):
-        chunk = pq.read_table(pa.BufferReader(store.get_bytes(key))).to_pandas()
+        parquet = pq.ParquetFile(pa.BufferReader(store.get_bytes(key)))
+        present = [c for c in (CAPTURED_AT, *names) if c in parquet.schema_arrow.names]
+        chunk = parquet.read(columns=present).to_pandas()  # ids and flags are not profiled
         for start in todo:
             if key in todo[start]:
                 rows = _within(chunk, start, start + width)

@@ -815,22 +815,40 @@ def _matrix_request(spec, ids, names, categories):
 def test_features_given_as_a_matrix_are_stored_as_the_same_columns(spec, tmp_path):
     names = tuple(spec.input_features)
     categories = {n: tuple(spec.features[n].categories) for n in spec.categorical_features}
-    frames = {}
-    for how in ("plain", "matrix", "mixed"):
+    frames, profiles = {}, {}
+    for how in ("plain", "matrix", "mixed", "rows"):
         store = LocalStore(tmp_path / how)
-        capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+        capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=True)
         for k in range(3):
             ids = [f"r{k}-{i}" for i in range(4)]
             plain, rest, matrix = _matrix_request(spec, ids, names, categories)
             if how == "plain" or (how == "mixed" and k == 1):
                 capture.record_columns(plain, 4)
+            elif how == "rows" and k == 1:  # one by one, in the same flush as matrices
+                keys = (spec.id_column, spec.event_time_column, *names)
+                capture.record(
+                    [{key: plain[key][i] for key in keys} for i in range(4)],
+                    [
+                        {
+                            "prediction_id": ids[i],
+                            "model_version": "v1",
+                            "probability": float(plain["probability"][i]),
+                            "label": int(plain["label"][i]),
+                        }
+                        for i in range(4)
+                    ],
+                )
             else:
                 capture.record_columns(rest, 4, matrix=matrix)
         assert capture.flush() == 12
-        frames[how] = read_captures(store, "churn")
-    pd.testing.assert_frame_equal(frames["matrix"], frames["plain"])
-    pd.testing.assert_frame_equal(frames["mixed"], frames["plain"])
+        frames[how] = read_captures(store, "churn").sort_values("prediction_id", ignore_index=True)
+        (profile,) = window_profiles(store, "churn", window_start(T0, "1h"))
+        profiles[how] = profile_summary(profile)[["count", "nulls", "mean", "min", "max"]]
+    for how in ("matrix", "mixed", "rows"):
+        pd.testing.assert_frame_equal(frames[how], frames["plain"])
+        pd.testing.assert_frame_equal(profiles[how], profiles["plain"])
     assert frames["plain"][names[0]].isna().sum() == 3
+    assert profiles["plain"].loc["region", "count"] == 12
 
 
 def test_a_feature_matrix_that_does_not_fit_is_refused(spec, store):
