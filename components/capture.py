@@ -1075,8 +1075,9 @@ def profile_captures(
 
     A window that holds profiles written by workers (``MLOPS_CAPTURE_PROFILES=true``, or a
     journal's replayer) is skipped and reported: profiling its chunks too would count its
-    rows twice. Chunks are read one at a time and each once, so memory stays bounded by one
-    chunk and one running profile per window.
+    rows twice. Chunks are read one at a time, each once, in time order, and each window is
+    written once no later chunk can hold its rows: memory stays bounded by one chunk and
+    the running profiles of one hour's windows, whatever the history.
     """
     width = parse_window(window)
     lo = window_start(since, width) if since is not None else None
@@ -1115,36 +1116,52 @@ def profile_captures(
         else:
             results[start] = ProfiledWindow(start, 0, 0, None)
 
-    # Each new chunk read once, its rows added to the running profile of their window.
-    running = {start: profiling.RunningProfile() for start in todo}
+    # Chunks in time order (their keys sort by date and hour), each read once, its rows
+    # added to the running profiles of their windows. A window is written as soon as no
+    # later chunk can hold its rows, so only the windows of one hour are open at a time
+    # (memory stays bounded on a first run over a long history) and a run that stops midway
+    # keeps what it finished.
+    running: dict[datetime, profiling.RunningProfile] = {}
     for key in sorted({k for keys in todo.values() for k in keys}):
+        hour = _partition_hour(key)
+        for start in [s for s in running if s + width <= hour]:
+            results[start] = _finish_window(store, spec, start, todo[start], running.pop(start))
         parquet = pq.ParquetFile(pa.BufferReader(store.get_bytes(key)))
         present = [c for c in (CAPTURED_AT, *names) if c in parquet.schema_arrow.names]
         chunk = parquet.read(columns=present).to_pandas()  # ids and flags are not profiled
-        for start in todo:
-            if key in todo[start]:
+        for start, keys in todo.items():
+            if key in keys:
+                profile = running.setdefault(start, profiling.RunningProfile())
                 rows = _within(chunk, start, start + width)
                 if len(rows):
-                    running[start].track(rows.reindex(columns=names))
-
-    for start, keys in todo.items():
-        keys = sorted(keys)
-        folder = _profile_folder(spec.name, start)
-        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-        name = f"{folder}/{_LEDGER}{digest}"
-        rows = running[start].rows
-        ledger = {"window": start.isoformat(), "rows": rows, "chunks": keys}
-        # Taken: an earlier run of the same chunks died before its profile; finish it.
-        with contextlib.suppress(ObjectExistsError):
-            store.put_json(f"{name}.json", ledger, create_only=True)
-        key = None
-        if rows:
-            key = f"{name}.bin"
-            # Taken: written by a run of the same chunks at the same time.
-            with contextlib.suppress(ObjectExistsError):
-                store.put_bytes(key, running[start].serialize(), create_only=True)
-        results[start] = ProfiledWindow(start, len(keys), rows, key)
+                    profile.track(rows.reindex(columns=names))
+    for start, profile in running.items():
+        results[start] = _finish_window(store, spec, start, todo[start], profile)
     return [results[start] for start in sorted(results)]
+
+
+def _finish_window(
+    store: Store,
+    spec: ProblemSpec,
+    start: datetime,
+    keys: list[str],
+    running: profiling.RunningProfile,
+) -> ProfiledWindow:
+    """Write the ledger of the chunks profiled into a window, then their profile."""
+    keys = sorted(keys)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+    name = f"{_profile_folder(spec.name, start)}/{_LEDGER}{digest}"
+    ledger = {"window": start.isoformat(), "rows": running.rows, "chunks": keys}
+    # Taken: an earlier run of the same chunks died before its profile; finish it.
+    with contextlib.suppress(ObjectExistsError):
+        store.put_json(f"{name}.json", ledger, create_only=True)
+    key = None
+    if running.rows:
+        key = f"{name}.bin"
+        # Taken: written by a run of the same chunks at the same time.
+        with contextlib.suppress(ObjectExistsError):
+            store.put_bytes(key, running.serialize(), create_only=True)
+    return ProfiledWindow(start, len(keys), running.rows, key)
 
 
 def profile_captured_window(

@@ -656,8 +656,11 @@ class CountingStore(LocalStore):
         super().__init__(root)
         self.reads: dict[str, int] = {}
         self.fail_suffix: str | None = None
+        self.fail_read: str | None = None
 
     def get_bytes(self, key):
+        if self.fail_read and self.fail_read in key:
+            raise StoreError(f"injected failure reading {key}")
         self.reads[key] = self.reads.get(key, 0) + 1
         return super().get_bytes(key)
 
@@ -713,6 +716,25 @@ def test_a_profile_job_that_dies_midway_is_redone_without_counting_twice(spec, t
     start = window_start(T0, "1h")
     assert _window_count(store, start) == 6
     assert profile_captures(store, spec)[0].rows == 0
+
+
+def test_the_profile_job_writes_each_window_once_its_chunks_are_done(spec, tmp_path):
+    from components.capture import profile_captures
+
+    store, clock = CountingStore(tmp_path / "s"), Clock()
+    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+    for hour, n in ((10, 2), (11, 3), (12, 4)):  # three hourly windows, a chunk each
+        clock.now = T0.replace(hour=hour)
+        record_n(capture, n, f"h{hour}")
+        capture.flush()
+    store.fail_read = "hour=12"  # the run stops at the third window's chunk
+    with pytest.raises(StoreError, match="injected failure"):
+        profile_captures(store, spec)
+    assert [_window_count(store, T0.replace(hour=h, minute=0)) for h in (10, 11, 12)] == [2, 3, 0]
+    store.fail_read = None
+    done = profile_captures(store, spec)
+    assert [(d.start.hour, d.chunks, d.rows) for d in done] == [(10, 0, 0), (11, 0, 0), (12, 1, 4)]
+    assert [_window_count(store, T0.replace(hour=h, minute=0)) for h in (10, 11, 12)] == [2, 3, 4]
 
 
 def test_the_profile_job_skips_windows_the_workers_profiled(spec, store):
