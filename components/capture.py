@@ -46,7 +46,9 @@ import json
 import logging
 import math
 import numbers
+import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -62,7 +64,13 @@ import pyarrow.parquet as pq
 
 from components import profiling
 from components.problem import ProblemSpec
-from components.store import KeyNotFoundError, ObjectExistsError, Store
+from components.store import (
+    KeyNotFoundError,
+    ObjectExistsError,
+    PointerConflictError,
+    Store,
+    StoreError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -1050,6 +1058,55 @@ class ProfiledWindow:
 _LEDGER = "chunks="
 
 
+class ProfileJobBusyError(StoreError):
+    """Another profile_captures run holds the problem's lease."""
+
+
+class _Lease:
+    """A lease on a store pointer (compare-and-swap), so that one profile_captures run at a
+    time works on a problem: renewed before each window is written, released at the end,
+    taken over once expired (a run that died without releasing it)."""
+
+    def __init__(self, store: Store, key: str, seconds: float, clock: Callable[[], datetime]):
+        self.store, self.key, self.seconds, self.clock = store, key, seconds, clock
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        current = store.read_pointer(key)
+        if current is not None:
+            held = json.loads(current.value)
+            if held["expires"] > clock().timestamp():
+                raise self._busy(held["owner"], held["expires"])
+        try:
+            self.etag = self._swap(current.etag if current is not None else None, seconds)
+        except PointerConflictError:  # another run took it between our read and swap
+            held = json.loads(store.read_pointer(key).value)
+            raise self._busy(held["owner"], held["expires"]) from None
+
+    def renew(self) -> None:
+        try:
+            self.etag = self._swap(self.etag, self.seconds)
+        except PointerConflictError:
+            raise ProfileJobBusyError(
+                f"this profile-captures run lost its lease {self.store.uri(self.key)} to "
+                f"another run (it went {self.seconds:g} s without renewing it) and stops"
+            ) from None
+
+    def release(self) -> None:
+        with contextlib.suppress(PointerConflictError):
+            self._swap(self.etag, 0)
+
+    def _swap(self, etag: str | None, seconds: float) -> str:
+        expires = self.clock().timestamp() + seconds if seconds else 0
+        value = json.dumps({"owner": self.owner, "expires": expires}).encode()
+        return self.store.swap_pointer(self.key, value, etag)
+
+    def _busy(self, owner: str, expires: float) -> ProfileJobBusyError:
+        return ProfileJobBusyError(
+            f"another profile-captures run ({owner}) holds {self.store.uri(self.key)} until "
+            f"{datetime.fromtimestamp(expires, UTC).isoformat()}; runs of one problem must "
+            "not overlap, so this one does nothing"
+        )
+
+
 def profile_captures(
     store: Store,
     spec: ProblemSpec,
@@ -1057,6 +1114,8 @@ def profile_captures(
     window: str = "1h",
     since: datetime | None = None,
     until: datetime | None = None,
+    lease_s: float = 900.0,
+    clock: Callable[[], datetime] = utc_now,
 ) -> list[ProfiledWindow]:
     """Profile the captured chunks not profiled yet, one profile per window, stored where
     the workers' own profiles would be: the whylogs step of capture, moved off the serving
@@ -1069,9 +1128,12 @@ def profile_captures(
     later run, into one more profile of that window (a window's profiles merge). Beside each
     profile ``chunks=<digest>.bin`` the job first writes ``chunks=<digest>.json``, the chunk
     keys it covers; a chunk counts as profiled once both exist, so a run that dies between
-    the two is redone, never counted twice. Run one job at a time per problem (a Prefect
-    deployment with a concurrency limit of 1): two runs that see different new chunks at
-    once would count the shared ones twice.
+    the two is redone, never counted twice. One run at a time works on a problem: a run
+    takes a lease (``profiles/<problem>/_lease``, a compare-and-swap pointer) for
+    ``lease_s`` seconds, renews it before writing each window and releases it at the end; a
+    run that finds it held raises ProfileJobBusyError and does nothing (two runs seeing
+    different new chunks at once would count the shared ones twice). A run that dies
+    holds it until it expires.
 
     A window that holds profiles written by workers (``MLOPS_CAPTURE_PROFILES=true``, or a
     journal's replayer) is skipped and reported: profiling its chunks too would count its
@@ -1080,6 +1142,21 @@ def profile_captures(
     the running profiles of one hour's windows, whatever the history.
     """
     width = parse_window(window)
+    lease = _Lease(store, f"profiles/{spec.name}/_lease", lease_s, clock)
+    try:
+        return _profile_new_chunks(store, spec, width, since, until, lease)
+    finally:
+        lease.release()
+
+
+def _profile_new_chunks(
+    store: Store,
+    spec: ProblemSpec,
+    width: timedelta,
+    since: datetime | None,
+    until: datetime | None,
+    lease: _Lease,
+) -> list[ProfiledWindow]:
     lo = window_start(since, width) if since is not None else None
     hi = _as_utc(until) if until is not None else None
     outputs = CLASSIFICATION_OUTPUTS if spec.is_classification else REGRESSION_OUTPUTS
@@ -1125,6 +1202,7 @@ def profile_captures(
     for key in sorted({k for keys in todo.values() for k in keys}):
         hour = _partition_hour(key)
         for start in [s for s in running if s + width <= hour]:
+            lease.renew()
             results[start] = _finish_window(store, spec, start, todo[start], running.pop(start))
         parquet = pq.ParquetFile(pa.BufferReader(store.get_bytes(key)))
         present = [c for c in (CAPTURED_AT, *names) if c in parquet.schema_arrow.names]
@@ -1136,6 +1214,7 @@ def profile_captures(
                 if len(rows):
                     profile.track(rows.reindex(columns=names))
     for start, profile in running.items():
+        lease.renew()
         results[start] = _finish_window(store, spec, start, todo[start], profile)
     return [results[start] for start in sorted(results)]
 

@@ -5,8 +5,9 @@ The service captures rows to Parquet chunks; by default (`MLOPS_CAPTURE_PROFILES
 workers do not profile them, which keeps whylogs' CPU off the request path. This flow
 profiles every chunk no earlier run profiled (`components.capture.profile_captures`), one
 profile per window, stored where monitoring reads window profiles. Run it every few
-minutes, one run at a time per problem (a deployment with a concurrency limit of 1): each
-run is incremental, and a run that dies is redone by the next without counting rows twice.
+minutes: each run is incremental, and a run that dies is redone by the next without
+counting rows twice. Runs of one problem never overlap: each holds a lease in the store,
+and a run that finds it held fails at once with ProfileJobBusyError, having done nothing.
 """
 
 from __future__ import annotations

@@ -187,6 +187,12 @@ def test_profile_captures_profiles_new_chunks_once(tmp_path):
     bad = runner.invoke(app, [*args, "--window", "90s"])
     assert bad.exit_code == 2
     assert "90s" in bad.output
+    from components.capture import _Lease, utc_now
+
+    _Lease(store, "profiles/churn/_lease", 600, utc_now)  # another run in progress
+    busy = runner.invoke(app, args)
+    assert busy.exit_code == 2
+    assert "another profile-captures run" in busy.output
 
 
 def _generated(tmp_path) -> Path:

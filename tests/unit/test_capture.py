@@ -718,15 +718,18 @@ def test_a_profile_job_that_dies_midway_is_redone_without_counting_twice(spec, t
     assert profile_captures(store, spec)[0].rows == 0
 
 
-def test_the_profile_job_writes_each_window_once_its_chunks_are_done(spec, tmp_path):
-    from components.capture import profile_captures
-
-    store, clock = CountingStore(tmp_path / "s"), Clock()
-    capture = Capture(store, spec, worker_id="w1", clock=clock, profile=False)
+def _three_hours(capture, clock) -> None:
     for hour, n in ((10, 2), (11, 3), (12, 4)):  # three hourly windows, a chunk each
         clock.now = T0.replace(hour=hour)
         record_n(capture, n, f"h{hour}")
         capture.flush()
+
+
+def test_the_profile_job_writes_each_window_once_its_chunks_are_done(spec, tmp_path):
+    from components.capture import profile_captures
+
+    store, clock = CountingStore(tmp_path / "s"), Clock()
+    _three_hours(Capture(store, spec, worker_id="w1", clock=clock, profile=False), clock)
     store.fail_read = "hour=12"  # the run stops at the third window's chunk
     with pytest.raises(StoreError, match="injected failure"):
         profile_captures(store, spec)
@@ -735,6 +738,34 @@ def test_the_profile_job_writes_each_window_once_its_chunks_are_done(spec, tmp_p
     done = profile_captures(store, spec)
     assert [(d.start.hour, d.chunks, d.rows) for d in done] == [(10, 0, 0), (11, 0, 0), (12, 1, 4)]
     assert [_window_count(store, T0.replace(hour=h, minute=0)) for h in (10, 11, 12)] == [2, 3, 4]
+
+
+def test_one_profile_job_at_a_time_works_on_a_problem(spec, tmp_path):
+    from components.capture import ProfileJobBusyError, _Lease, profile_captures
+
+    store, clock = CountingStore(tmp_path / "s"), Clock()
+    _three_hours(Capture(store, spec, worker_id="w1", clock=clock, profile=False), clock)
+    other = _Lease(store, "profiles/churn/_lease", 60, clock)  # a run in progress
+    with pytest.raises(ProfileJobBusyError, match=f"\\({other.owner}\\) holds"):
+        profile_captures(store, spec, clock=clock)
+    assert profile_windows(store, "churn") == []  # it did nothing
+    clock.now += timedelta(seconds=61)  # that run died: its lease expired
+    assert sum(d.rows for d in profile_captures(store, spec, clock=clock)) == 9
+    profile_captures(store, spec, clock=clock)  # released at the end: the next run may go
+
+    class Stealing(CountingStore):
+        """Another run takes the lease over while this one writes its first window."""
+
+        def put_json(self, key, obj, *, create_only=False):
+            super().put_json(key, obj, create_only=create_only)
+            lease = "profiles/churn/_lease"
+            self.swap_pointer(lease, b'{"owner": "x", "expires": 0}', self.read_pointer(lease).etag)
+
+    store, clock = Stealing(tmp_path / "t"), Clock()
+    _three_hours(Capture(store, spec, worker_id="w1", clock=clock, profile=False), clock)
+    with pytest.raises(ProfileJobBusyError, match="lost its lease"):
+        profile_captures(store, spec, clock=clock)
+    assert [_window_count(store, T0.replace(hour=h, minute=0)) for h in (10, 11, 12)] == [2, 0, 0]
 
 
 def test_the_profile_job_skips_windows_the_workers_profiled(spec, store):
