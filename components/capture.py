@@ -702,10 +702,9 @@ def _capture_keys(
     """The chunks of the hour partitions that overlap [lo, hi)."""
     keys = []
     for key in store.list(f"captures/{problem}/"):
-        match = _PARTITION.search(key)
-        if not match:
+        hour = _partition_hour(key)
+        if hour is None:
             continue
-        hour = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
         if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):
             keys.append(key)
     return keys
@@ -1261,8 +1260,11 @@ def profile_captured_window(
     return None
 
 
-def _partition_hour(key: str) -> datetime:
+def _partition_hour(key: str) -> datetime | None:
+    """The hour partition a capture chunk's key names (None: not a chunk's key)."""
     match = _PARTITION.search(key)
+    if not match:
+        return None
     return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
 
 
