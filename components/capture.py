@@ -1174,7 +1174,8 @@ def _profile_new_chunks(
             start += width
 
     results: dict[datetime, ProfiledWindow] = {}
-    todo: dict[datetime, list[str]] = {}
+    todo: dict[datetime, list[str]] = {}  # window: its chunks not profiled yet
+    windows_of: dict[str, list[datetime]] = {}  # the same, chunk: its windows
     for start, keys in sorted(by_window.items()):
         folder = _profile_folder(spec.name, start)
         profiled, foreign = _profiled_chunks(store, folder)
@@ -1191,6 +1192,8 @@ def _profile_new_chunks(
         new = [k for k in keys if k not in profiled]
         if new:
             todo[start] = new
+            for key in new:
+                windows_of.setdefault(key, []).append(start)
         else:
             results[start] = ProfiledWindow(start, 0, 0, None)
 
@@ -1200,7 +1203,7 @@ def _profile_new_chunks(
     # (memory stays bounded on a first run over a long history) and a run that stops midway
     # keeps what it finished.
     running: dict[datetime, profiling.RunningProfile] = {}
-    for key in sorted({k for keys in todo.values() for k in keys}):
+    for key in sorted(windows_of):
         hour = _partition_hour(key)
         for start in [s for s in running if s + width <= hour]:
             lease.renew()
@@ -1208,12 +1211,11 @@ def _profile_new_chunks(
         parquet = pq.ParquetFile(pa.BufferReader(store.get_bytes(key)))
         present = [c for c in (CAPTURED_AT, *names) if c in parquet.schema_arrow.names]
         chunk = parquet.read(columns=present).to_pandas()  # ids and flags are not profiled
-        for start, keys in todo.items():
-            if key in keys:
-                profile = running.setdefault(start, profiling.RunningProfile())
-                rows = _within(chunk, start, start + width)
-                if len(rows):
-                    profile.track(rows.reindex(columns=names))
+        for start in windows_of[key]:
+            profile = running.setdefault(start, profiling.RunningProfile())
+            rows = _within(chunk, start, start + width)
+            if len(rows):
+                profile.track(rows.reindex(columns=names))
     for start, profile in running.items():
         lease.renew()
         results[start] = _finish_window(store, spec, start, todo[start], profile)
@@ -1275,18 +1277,12 @@ def _profile_folder(problem: str, start: datetime) -> str:
 def _profiled_chunks(store: Store, folder: str) -> tuple[set[str], list[str]]:
     """(chunks profiled into this window's folder by profile_captures, keys of profiles
     written by capture workers there)."""
-    keys = store.list(folder + "/")
-    names = {key.rsplit("/", 1)[1] for key in keys}
+    names = [key.rsplit("/", 1)[1] for key in store.list(folder + "/")]
     profiled: set[str] = set()
-    for key in keys:
-        name = key.rsplit("/", 1)[1]
+    for name in names:
         if name.startswith(_LEDGER) and name.endswith(".json"):
-            ledger = store.get_json(key)
-            if not ledger["rows"] or name[: -len(".json")] + ".bin" in names:
+            ledger = store.get_json(f"{folder}/{name}")
+            if not ledger["rows"] or name.removesuffix(".json") + ".bin" in names:
                 profiled.update(ledger["chunks"])
-    foreign = [
-        key
-        for key in keys
-        if key.endswith(".bin") and not key.rsplit("/", 1)[1].startswith(_LEDGER)
-    ]
+    foreign = [n for n in names if n.endswith(".bin") and not n.startswith(_LEDGER)]
     return profiled, foreign
