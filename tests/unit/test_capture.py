@@ -987,4 +987,7 @@ def test_chunks_keep_statistics_on_time_and_dictionaries_on_repeating_columns(sp
     assert columns["prediction_id"].statistics is None
     assert "RLE_DICTIONARY" in columns["region"].encodings
     assert "RLE_DICTIONARY" not in columns["prediction_id"].encodings
-    assert columns["region"].compression == "ZSTD"
+    assert columns["region"].compression == "SNAPPY"
+    assert columns["monthly_charges"].compression == "SNAPPY"
+    assert columns["prediction_id"].compression == "ZSTD"
+    assert columns["customer_id"].compression == "ZSTD"
