@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -174,13 +174,13 @@ class OnlineModel:
         flagged, categories are kept as sent (an unknown one is NaN in the matrix) and the
         matrix gives the numbers only."""
         spec = self.spec
-        values = [r.__dict__ for r in records]
         columns: dict = {
             "prediction_id": list(map(itemgetter("prediction_id"), answers)),
             "model_version": self.predictor.version,
         }
+        # A column straight from the records' attributes: no dict per record first.
         for name in (spec.id_column, spec.event_time_column):
-            columns[name] = list(map(itemgetter(name), values))
+            columns[name] = list(map(attrgetter(name), records))
         if spec.is_classification:
             columns["probability"] = scores
             columns["label"] = self.predictor.labels(scores)
@@ -192,7 +192,7 @@ class OnlineModel:
             json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
         ]
         for name in spec.categorical_features:
-            columns[name] = list(map(itemgetter(name), values))
+            columns[name] = list(map(attrgetter(name), records))
         return columns, FeatureMatrix(matrix[:, self._numeric], self._numeric_names)
 
     def feedback(self, body: bytes) -> dict:
