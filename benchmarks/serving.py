@@ -20,7 +20,8 @@ For 1-record and 100-record requests at 1, 8 and 32 concurrent clients it prints
 p50/p99 latency, non-2xx responses, requests/s as a ratio of the FastAPI app's, and the
 server's CPU time per request (all its processes; the median over rounds). Capture's cost is
 shown both ways: as lost requests/s, and as extra server CPU per request, the steadier of
-the two on a machine whose neighbours take CPU time unpredictably. With the journal, the
+the two on a machine whose neighbours take CPU time unpredictably; from 8 rounds on, with a
+95% bootstrap interval of the median. With the journal, the
 capture's work is left to idle CPU: after each cell the script waits, without load, until the
 replayers have stored what the cell left, and prints that deferred CPU per request too (the
 work moved, not removed).
@@ -34,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -235,11 +237,36 @@ def drain(folder: Path, pid: int, requests: int, timeout: float = 300) -> dict:
     }
 
 
-def paired(runs: dict, key: tuple, base: tuple, field: str) -> float:
-    """The median over rounds of key's figure divided by base's in the same round (cells of
-    one round run back to back, so the ratio cancels most of the machine's drift)."""
+def paired_ratios(runs: dict, key: tuple, base: tuple, field: str) -> list[float]:
+    """Per round, key's figure divided by base's (cells of one round run back to back, so
+    the ratio cancels most of the machine's drift)."""
     by_round = {r["round"]: r[field] for r in runs[base]}
-    return statistics.median(r[field] / by_round[r["round"]] for r in runs[key])
+    return [r[field] / by_round[r["round"]] for r in runs[key]]
+
+
+def paired(runs: dict, key: tuple, base: tuple, field: str) -> float:
+    """The median over rounds of the paired ratio."""
+    return statistics.median(paired_ratios(runs, key, base, field))
+
+
+def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median (percentile method, fixed seed): how far the
+    median of this many rounds can be trusted on a machine whose single rounds swing by
+    tens of percent."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def cost_cell(ratios: list[float], cost) -> str:
+    """A capture cost, with its 95% interval once there are enough rounds for one."""
+    text = f"{cost(statistics.median(ratios)):+.0%}"
+    if len(ratios) >= 8:
+        lo, hi = sorted(map(cost, median_interval(ratios)))
+        text += f" (95% CI {lo:+.0%}..{hi:+.0%})"
+    return text
 
 
 def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
@@ -491,18 +518,17 @@ def main() -> None:
     ):
         if (on, sizes[0], clients[0]) not in results or (off, sizes[0], clients[0]) not in results:
             continue
-        cost = [
-            f"{size} rec c={c}: {1 - paired(runs, (on, size, c), (off, size, c), 'rps'):+.0%}"
-            for size in sizes
-            for c in clients
-        ]
-        print(f"capture cost ({on} vs {off}, 1 - req/s ratio): {', '.join(cost)}")
-        cost = [
-            f"{size} rec c={c}: {paired(runs, (on, size, c), (off, size, c), 'cpu_us') - 1:+.0%}"
-            for size in sizes
-            for c in clients
-        ]
-        print(f"capture cost ({on} vs {off}, server CPU per request): {', '.join(cost)}")
+        for field, what, cost in (
+            ("rps", "1 - req/s ratio", lambda ratio: 1 - ratio),
+            ("cpu_us", "server CPU per request", lambda ratio: ratio - 1),
+        ):
+            cells = [
+                f"{size} rec c={c}: "
+                + cost_cell(paired_ratios(runs, (on, size, c), (off, size, c), field), cost)
+                for size in sizes
+                for c in clients
+            ]
+            print(f"capture cost ({on} vs {off}, {what}): {', '.join(cells)}")
     spread = {k: (min(r["rps"] for r in v), max(r["rps"] for r in v)) for k, v in runs.items()}
     print(
         "req/s range over rounds: "
