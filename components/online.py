@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from components import training
 from components.capture import Capture, FeatureMatrix, FeedbackConflictError
 from components.journal import Journal
 from components.problem import ProblemSpec
-from components.serving import Predictor, RequestError, Validator
+from components.serving import Predictor, RequestError, Scored, Validator
 
 _TAG_HEX = 16
 # From this many records a request is captured as columns (a few Arrow conversions per
@@ -136,12 +136,12 @@ class OnlineModel:
 
     def predict(self, body: bytes) -> dict:
         records = self.validator.parse(body)
-        answers, matrix, scores = self.predictor.predict_batch(records)
+        scored = self.predictor.predict_batch(records)
         if self.journal is not None:
-            self.journal.append(body, [a["prediction_id"] for a in answers], scores)
+            self.journal.append(body, list(scored.ids), scored.scores)
         elif self.capture is not None:
-            self._capture(records, answers, matrix, scores, None)
-        return {"predictions": answers}
+            self._capture(records, scored, None)
+        return {"predictions": scored.answers}
 
     def replay(self, body: bytes, ids: list[str], scores: np.ndarray, received_at) -> int:
         """Capture a request this model answered, from its journal entry, as predict()
@@ -155,45 +155,46 @@ class OnlineModel:
                 f"journal entry does not match its request: {len(records)} records, "
                 f"{len(ids)} ids, {len(scores)} scores"
             )
-        answers = self.predictor.answers(records, scores, ids)
-        self._capture(records, answers, self.predictor.matrix(records), scores, received_at)
+        scored = self.predictor.scored(records, self.predictor.matrix(records), scores, ids)
+        self._capture(records, scored, received_at)
         return len(records)
 
-    def _capture(self, records, answers, matrix, scores, received_at) -> None:
+    def _capture(self, records, scored: Scored, received_at) -> None:
         if len(records) >= COLUMNAR_FROM:
-            columns, features = self._columns(records, answers, matrix, scores)
+            columns, features = self._columns(records, scored)
             self.capture.record_columns(
                 columns, len(records), matrix=features, received_at=received_at
             )
         else:
-            self.capture.record([r.__dict__ for r in records], answers, received_at=received_at)
+            self.capture.record(
+                [r.__dict__ for r in records], scored.answers, received_at=received_at
+            )
 
-    def _columns(self, records, answers, matrix, scores) -> tuple[dict, FeatureMatrix]:
+    def _columns(self, records, scored: Scored) -> tuple[dict, FeatureMatrix]:
         """A request for capture: the model's matrix as it is (numbers as sent, categories
         as codes), ids and times as sent, outputs as arrays. With unknown categories
         flagged, categories are kept as sent (an unknown one is NaN in the matrix) and the
         matrix gives the numbers only."""
         spec = self.spec
-        columns: dict = {
-            "prediction_id": list(map(itemgetter("prediction_id"), answers)),
-            "model_version": self.predictor.version,
-        }
+        columns: dict = {"prediction_id": scored.ids, "model_version": self.predictor.version}
         # A column straight from the records' attributes: no dict per record first.
         for name in (spec.id_column, spec.event_time_column):
             columns[name] = list(map(attrgetter(name), records))
         if spec.is_classification:
-            columns["probability"] = scores
-            columns["label"] = self.predictor.labels(scores)
+            columns["probability"] = scored.scores
+            columns["label"] = scored.labels
         else:
-            columns["value"] = scores
+            columns["value"] = scored.scores
         if not self.predictor.flag_unknown:
-            return columns, FeatureMatrix(matrix, self._matrix_names, self._matrix_categories)
+            return columns, FeatureMatrix(
+                scored.matrix, self._matrix_names, self._matrix_categories
+            )
         columns["flags"] = [
-            json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in answers
+            json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in scored.answers
         ]
         for name in spec.categorical_features:
             columns[name] = list(map(attrgetter(name), records))
-        return columns, FeatureMatrix(matrix[:, self._numeric], self._numeric_names)
+        return columns, FeatureMatrix(scored.matrix[:, self._numeric], self._numeric_names)
 
     def feedback(self, body: bytes) -> dict:
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import xgboost as xgb
@@ -137,6 +137,16 @@ def _detail(error: dict) -> dict:
     return out
 
 
+class Scored(NamedTuple):
+    """A request's records scored: the answers, and what they came from."""
+
+    answers: list[dict]
+    ids: Sequence[str]
+    matrix: np.ndarray  # features in spec order, categories as codes (Predictor.matrix)
+    scores: np.ndarray
+    labels: np.ndarray | None  # a classifier's labels at the model's threshold
+
+
 class Predictor:
     """Scores validated records with one model version."""
 
@@ -187,24 +197,37 @@ class Predictor:
 
     def predict(self, records: Sequence[BaseModel]) -> list[dict]:
         """One answer per record: prediction id, score, label, model version, flags."""
-        return self.predict_batch(records)[0]
+        return self.predict_batch(records).answers
 
-    def predict_batch(
-        self, records: Sequence[BaseModel]
-    ) -> tuple[list[dict], np.ndarray, np.ndarray]:
-        """The answers, and the feature matrix and scores they came from."""
+    def predict_batch(self, records: Sequence[BaseModel]) -> Scored:
+        """The answers, and what they came from (kept for capture)."""
         matrix = self.matrix(records)
-        scores = self.booster.inplace_predict(matrix)
-        return self.answers(records, scores, self.new_ids(len(records))), matrix, scores
+        return self.scored(records, matrix, self.booster.inplace_predict(matrix))
 
-    def answers(
-        self, records: Sequence[BaseModel], scores: np.ndarray, ids: Sequence[str]
+    def scored(
+        self,
+        records: Sequence[BaseModel],
+        matrix: np.ndarray,
+        scores: np.ndarray,
+        ids: Sequence[str] | None = None,
+    ) -> Scored:
+        """Records already scored, answered under the given prediction ids (new ones when
+        None; given, how a journal replay rebuilds what the service answered without
+        predicting again)."""
+        ids = self.new_ids(len(records)) if ids is None else ids
+        labels = self.labels(scores) if self.spec.is_classification else None
+        return Scored(self._answers(records, scores, ids, labels), ids, matrix, scores, labels)
+
+    def _answers(
+        self,
+        records: Sequence[BaseModel],
+        scores: np.ndarray,
+        ids: Sequence[str],
+        labels: np.ndarray | None,
     ) -> list[dict]:
-        """The answers for records already scored, under the given prediction ids (how a
-        journal replay rebuilds what the service answered without predicting again)."""
         answers = []
-        classification = self.spec.is_classification
-        labels = self.labels(scores).tolist() if classification else None
+        classification = labels is not None
+        labels = labels.tolist() if classification else None
         for i, (record, score, prediction_id) in enumerate(zip(records, scores, ids, strict=True)):
             answer = {"prediction_id": prediction_id, "model_version": self.version}
             if classification:
