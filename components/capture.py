@@ -945,7 +945,11 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
     """A request's column in the declared type: NumPy numbers (NaN as null) are converted
     in one call; anything else goes through _array's checks."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiubM":
-        array = pa.array(values, from_pandas=True)
+        if values.dtype.kind == "f":
+            # NaN as null through a NumPy mask: half the CPU of Arrow's from_pandas check.
+            array = pa.array(values, mask=np.isnan(values))
+        else:
+            array = pa.array(values, from_pandas=True)
         if array.type != declared:
             try:
                 return array.cast(declared)
