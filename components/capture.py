@@ -326,7 +326,7 @@ class Capture:
         matrix: FeatureMatrix | None = None,
         received_at: datetime | None = None,
     ) -> None:
-        """Buffer a whole request given as columns (NumPy arrays or lists, one value per
+        """Buffer a whole request given as columns (NumPy arrays, lists or tuples, one value per
         row; NaN in a numeric column means null; a categorical column may be :class:`Codes`;
         a string, such as `model_version`, stands for every row), and optionally a
         :class:`FeatureMatrix` holding further columns in one array. Everything is kept as
@@ -748,7 +748,7 @@ def window_profiles(store: Store, problem: str, window_start: datetime) -> list[
 # ---------------------------------------------------------------------- helpers
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Codes:
     """A categorical column given to ``record_columns`` as codes into ``categories``, as in a
     model's feature matrix: floats, NaN for null. Decoding waits for the flush, where it is
@@ -795,7 +795,7 @@ class Codes:
         return dictionary.take(pa.array(indices, mask=indices < 0))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class FeatureMatrix:
     """Several columns of a request as one array, as in a model's feature matrix: float64,
     one column per name, NaN for null; the columns named in ``categories`` hold codes into
@@ -822,9 +822,10 @@ class FeatureMatrix:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Columns:
-    """One record_columns() call, kept as given until a flush converts many at once."""
+    """One record_columns() call, kept as given until a flush converts many at once. (Slots:
+    a buffered request is as few objects as possible for the garbage collector to walk.)"""
 
     values: dict[str, Any]
     rows: int
@@ -958,6 +959,8 @@ def _column_array(values: Any, declared: pa.DataType) -> pa.Array:
         return array
     values = list(values)
     if declared == _TIMESTAMP:
+        if values.count(None) == len(values):  # an optional time nobody sent: no per-value work
+            return pa.nulls(len(values), type=declared)
         # Aware datetimes, converted as their distance from the epoch: Arrow converts a
         # timedelta five times faster than an aware datetime (no utcoffset() per value).
         # Anything else (naive, text, numbers) fails the subtraction and takes _array.

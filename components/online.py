@@ -176,10 +176,16 @@ class OnlineModel:
         flagged, categories are kept as sent (an unknown one is NaN in the matrix) and the
         matrix gives the numbers only."""
         spec = self.spec
-        columns: dict = {"prediction_id": scored.ids, "model_version": self.predictor.version}
+        # Tuples: once the garbage collector has seen that they hold only strings, times
+        # and None, it stops walking them while they wait in the buffer (lists it walks on
+        # every collection).
+        columns: dict = {
+            "prediction_id": tuple(scored.ids),
+            "model_version": self.predictor.version,
+        }
         # A column straight from the records' attributes: no dict per record first.
         for name in (spec.id_column, spec.event_time_column):
-            columns[name] = list(map(attrgetter(name), records))
+            columns[name] = tuple(map(attrgetter(name), records))
         if spec.is_classification:
             columns["probability"] = scored.scores
             columns["label"] = scored.labels
@@ -193,7 +199,7 @@ class OnlineModel:
             json.dumps(a["flags"], sort_keys=True) if "flags" in a else None for a in scored.answers
         ]
         for name in spec.categorical_features:
-            columns[name] = list(map(attrgetter(name), records))
+            columns[name] = tuple(map(attrgetter(name), records))
         return columns, FeatureMatrix(scored.matrix[:, self._numeric], self._numeric_names)
 
     def feedback(self, body: bytes) -> dict:
