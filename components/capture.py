@@ -55,6 +55,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -219,6 +220,7 @@ class Capture:
         self._layout = _parquet_layout(spec, self.columns)
         self._width = parse_window(config.window)
         self._matrix_names: set[tuple[str, ...]] = set()
+        self._column_names: set[tuple[str, ...]] = set()
 
         self._cond = threading.Condition()  # guards _rows, _batches, _unwritten, _closing
         self._rows: list[tuple] = []
@@ -338,11 +340,29 @@ class Capture:
         at = _as_utc(received_at if received_at is not None else self.clock())
         if not columns.get(PREDICTION_ID):
             raise ValueError("columns need prediction_id")
+        self._check_columns(columns, rows)
         if matrix is not None:
             self._check_matrix(matrix, columns, rows)
         # Microseconds since the epoch: a tenth of the cost of np.datetime64(datetime).
         stamp = (at - _EPOCH) // _MICROSECOND
         self._buffer(batch=_Columns(dict(columns), rows, stamp, matrix))
+
+    def _check_columns(self, columns: Mapping[str, Any], rows: int) -> None:
+        """Refused here rather than at flush time, where one bad request would fail every
+        flush of the rows buffered with it: a column capture does not know (its values
+        would be dropped), and a column whose length is not the number of rows."""
+        names = tuple(columns)
+        if names not in self._column_names:  # checked once per set of names
+            unknown = [n for n in names if n not in self._types]
+            if unknown:
+                raise ValueError(f"columns {unknown} are not capture columns")
+            self._column_names.add(names)
+        for name, values in columns.items():
+            if values is None or isinstance(values, str):
+                continue  # stands for every row
+            given = len(values.codes if isinstance(values, Codes) else values)
+            if given != rows:
+                raise ValueError(f"column {name!r} has {given} values for {rows} rows")
 
     def _check_matrix(self, matrix: FeatureMatrix, columns: Mapping[str, Any], rows: int) -> None:
         if matrix.values.shape != (rows, len(matrix.names)):
@@ -625,6 +645,8 @@ class Capture:
                 isinstance(p, Codes) and p.categories == first.categories for p in pieces
             ):
                 array = first.decoded(np.concatenate([p.codes for p in pieces]), declared, name)
+            elif all(type(p) in _SEQUENCES for p in pieces):  # values as sent: chained in C
+                array = _column_array(list(chain.from_iterable(pieces)), declared)
             else:
                 values = _joined([_spread(p, b.rows) for p, b in zip(pieces, batches, strict=True)])
                 array = _column_array(values, declared)
@@ -831,6 +853,9 @@ class _Columns:
     rows: int
     at: int  # microseconds since the epoch
     matrix: FeatureMatrix | None = None
+
+
+_SEQUENCES = (list, tuple)
 
 
 def _spread(values: Any, rows: int) -> Any:

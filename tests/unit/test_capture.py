@@ -991,3 +991,20 @@ def test_chunks_keep_statistics_on_time_and_dictionaries_on_repeating_columns(sp
     assert columns["monthly_charges"].compression == "SNAPPY"
     assert columns["prediction_id"].compression == "ZSTD"
     assert columns["customer_id"].compression == "ZSTD"
+
+
+def test_columns_that_do_not_fit_are_refused_before_they_reach_the_buffer(spec, store):
+    import numpy as np
+
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    columns = _columns(spec, ["a", "b"])
+    with pytest.raises(ValueError, match=r"columns \['colour'\] are not capture columns"):
+        capture.record_columns({**columns, "colour": ["red", "blue"]}, 2)
+    with pytest.raises(ValueError, match=r"column 'customer_id' has 3 values for 2 rows"):
+        capture.record_columns({**columns, "customer_id": ("c1", "c2", "c3")}, 2)
+    with pytest.raises(ValueError, match=r"column 'probability' has 1 values for 2 rows"):
+        capture.record_columns({**columns, "probability": np.array([0.5])}, 2)
+    assert capture.unwritten_rows == 0
+    # What fits is still taken, and flushes: no bad request was left in the buffer.
+    capture.record_columns(columns, 2)
+    assert capture.flush() == 2
