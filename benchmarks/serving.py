@@ -127,7 +127,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> Non
     sys.exit(f"{url} not ready")
 
 
-def start(kind: str, port: int, env: dict, workers: int) -> subprocess.Popen:
+def start(kind: str, port: int, env: dict, workers: int, cwd: Path = ROOT) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
     if kind == "fastapi":
         cmd = [
@@ -155,7 +155,7 @@ def start(kind: str, port: int, env: dict, workers: int) -> subprocess.Popen:
         ]
     return subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
