@@ -1030,8 +1030,10 @@ def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, An
     traffic zstd-1 everywhere made 41 B/row for ~50 µs per 100 rows, Snappy everywhere
     76 B/row for ~31 µs: numbers cost zstd about twice Snappy's CPU for a third less size.
     Random hex ids cost both codecs the same, and zstd halves them (24 against 48 B/row),
-    so they keep it: ~52 B/row for Snappy's CPU. (Storage is cheap beside serving CPU; a
-    compaction job could recompress old chunks.) Dictionary encoding only where values
+    so they keep it: ~52 B/row for Snappy's CPU. (Those are loop figures; inside a busy
+    serving worker, benchmarks/capture_cpu.py saw Parquet go from ~50 to ~45 µs per 100-row
+    request. Storage is cheap beside serving CPU, and a compaction job could recompress
+    old chunks.) Dictionary encoding only where values
     repeat (categories, model version, label, flags), not on ids and measurements, where
     Arrow would try it and give up; min/max statistics only on the two time columns, which
     readers filter on. Ids are written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the
