@@ -640,7 +640,11 @@ class Capture:
             elif first is None and all(p is None for p in pieces):
                 array = pa.nulls(rows, type=declared)
             elif isinstance(first, str) and all(isinstance(p, str) and p == first for p in pieces):
-                array = pa.repeat(_column_array([first], declared)[0], rows)
+                # One value for every row (the model version): a dictionary of one, which
+                # Parquet writes as it is instead of hashing every row's copy.
+                array = pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(rows, dtype=np.int32)), _column_array([first], declared)
+                )
             elif isinstance(first, Codes) and all(
                 isinstance(p, Codes) and p.categories == first.categories for p in pieces
             ):
