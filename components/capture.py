@@ -219,8 +219,7 @@ class Capture:
         self._types = _arrow_types(spec, self.outputs)
         self._layout = _parquet_layout(spec, self.columns)
         self._width = parse_window(config.window)
-        self._matrix_names: set[tuple[str, ...]] = set()
-        self._column_names: set[tuple[str, ...]] = set()
+        self._known_names: set[tuple[str, ...]] = set()  # tuples _check_names passed
 
         self._cond = threading.Condition()  # guards _rows, _batches, _unwritten, _closing
         self._rows: list[tuple] = []
@@ -351,12 +350,7 @@ class Capture:
         """Refused here rather than at flush time, where one bad request would fail every
         flush of the rows buffered with it: a column capture does not know (its values
         would be dropped), and a column whose length is not the number of rows."""
-        names = tuple(columns)
-        if names not in self._column_names:  # checked once per set of names
-            unknown = [n for n in names if n not in self._types]
-            if unknown:
-                raise ValueError(f"columns {unknown} are not capture columns")
-            self._column_names.add(names)
+        self._check_names(tuple(columns), "columns ")
         for name, values in columns.items():
             if values is None or isinstance(values, str):
                 continue  # stands for every row
@@ -364,20 +358,25 @@ class Capture:
             if given != rows:
                 raise ValueError(f"column {name!r} has {given} values for {rows} rows")
 
+    def _check_names(self, names: tuple[str, ...], what: str) -> None:
+        """Names of capture columns, each once (the error starts with ``what``); checked
+        once per tuple of names, whether a request's columns or a matrix's."""
+        if names in self._known_names:
+            return
+        unknown = [n for n in names if n not in self._types]
+        if unknown:
+            raise ValueError(f"{what}{unknown} are not capture columns")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{what}names repeat")
+        self._known_names.add(names)
+
     def _check_matrix(self, matrix: FeatureMatrix, columns: Mapping[str, Any], rows: int) -> None:
         if matrix.values.shape != (rows, len(matrix.names)):
             raise ValueError(
                 f"a feature matrix of shape {matrix.values.shape} for {rows} rows and "
                 f"{len(matrix.names)} columns"
             )
-        if matrix.names not in self._matrix_names:  # checked once per set of names
-            unknown = [n for n in matrix.names if n not in self._types]
-            if unknown or len(set(matrix.names)) != len(matrix.names):
-                raise ValueError(
-                    f"feature matrix columns {list(matrix.names)}: "
-                    + (f"{unknown} are not capture columns" if unknown else "names repeat")
-                )
-            self._matrix_names.add(matrix.names)
+        self._check_names(matrix.names, f"feature matrix columns {list(matrix.names)}: ")
         both = columns.keys() & matrix.names
         if both:
             raise ValueError(f"columns {sorted(both)} given both as columns and in the matrix")
@@ -1037,13 +1036,13 @@ def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, An
     so they keep it: ~52 B/row for Snappy's CPU. (Those are loop figures; inside a busy
     serving worker, benchmarks/capture_cpu.py saw Parquet go from ~50 to ~45 µs per 100-row
     request. Storage is cheap beside serving CPU, and a compaction job could recompress
-    old chunks.) Dictionary encoding only where values
-    repeat (categories, model version, label, flags), not on ids and measurements, where
-    Arrow would try it and give up; min/max statistics only on the two time columns, which
-    readers filter on. Ids are written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the
-    bytes back to back): zstd then compresses one run of random hex instead of values
-    between lengths, half the CPU of the prediction-id column and slightly smaller (any
-    Parquet reader of format 2 reads it: Arrow, DuckDB, Spark, Trino/Athena)."""
+    old chunks.) Dictionary encoding only where values repeat (categories, model version,
+    label, flags), not on ids and measurements, where Arrow would try it and give up;
+    min/max statistics only on the two time columns, which readers filter on. Ids are
+    written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to back): zstd
+    then compresses one run of random hex instead of values between lengths, half the CPU
+    of the prediction-id column and slightly smaller (any Parquet reader of format 2 reads
+    it: Arrow, DuckDB, Spark, Trino/Athena)."""
     repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
     ids = {PREDICTION_ID, spec.id_column}
     return {
