@@ -14,6 +14,7 @@ unknown one without shared state: feedback for an unknown id is a 404.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,17 +50,26 @@ class ServingOptions:
     id_secret: bytes | None = None  # None: derived from the model, stable across workers
 
 
+@functools.lru_cache(maxsize=64)
+def _slices(n: int) -> tuple[slice, ...]:
+    """Where each of n ids' 32 random hex digits sit in one string of 32 * n."""
+    return tuple(slice(i, i + 32) for i in range(0, 32 * n, 32))
+
+
 class PredictionIds:
     """Issues ids of the form <32 random hex><16 hex HMAC tag> and recognises them."""
 
     def __init__(self, secret: bytes):
-        self._secret = secret
+        # Keyed BLAKE2b is a MAC in one C call (the hmac module costs ~8 µs an id); keying
+        # it once and copying the keyed state per id costs about half of keying it per id.
+        self._keyed = hashlib.blake2b(key=secret[:64], digest_size=_TAG_HEX // 2)
 
     def new_many(self, n: int) -> list[str]:
         """``n`` new ids, from one read of the system's random source (a read per id,
         as ``secrets.token_hex`` does, was a tenth of a 100-record request's CPU)."""
         tokens = os.urandom(16 * n).hex()
-        return [tokens[i : i + 32] + self._tag(tokens[i : i + 32]) for i in range(0, 32 * n, 32)]
+        tag = self._tag
+        return [token + tag(token) for token in map(tokens.__getitem__, _slices(n))]
 
     def issued(self, prediction_id: str) -> bool:
         if len(prediction_id) != 32 + _TAG_HEX:
@@ -68,10 +78,9 @@ class PredictionIds:
         return secrets.compare_digest(tag, self._tag(token))
 
     def _tag(self, token: str) -> str:
-        # Keyed BLAKE2b is a MAC in one C call (the hmac module costs ~8 µs an id).
-        return hashlib.blake2b(
-            token.encode(), key=self._secret[:64], digest_size=_TAG_HEX // 2
-        ).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(token.encode())
+        return mac.hexdigest()
 
 
 class OnlineModel:
