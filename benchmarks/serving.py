@@ -11,6 +11,8 @@ running for the whole measurement; each round measures every server once, back t
   bento+cap-prof   capture on with whylogs profiles in the workers (MLOPS_CAPTURE_PROFILES=true)
   bento+journal    capture through the journal (MLOPS_CAPTURE_JOURNAL=true): workers
                    journal requests, replayers at idle priority capture them
+  bento+cap-alllog capture on, BentoML's access log for every request (MLOPS_SERVE_ACCESS_LOG=all;
+                   the default logs only responses that are not 2xx/3xx)
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
   fastapi          benchmarks/fastapi_app.py on uvicorn[standard], same model and component
 and, for reference, raw in-process `inplace_predict` on the same rows (no HTTP), and the
@@ -400,6 +402,11 @@ def main() -> None:
                 "MLOPS_CAPTURE": "true",
                 "MLOPS_CAPTURE_PROFILES": "true",
             },
+            "bento+cap-alllog": {
+                **base_env,
+                "MLOPS_CAPTURE": "true",
+                "MLOPS_SERVE_ACCESS_LOG": "all",
+            },
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
             "bento+journal": {**base_env, **journaled},
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
@@ -510,11 +517,12 @@ def main() -> None:
             "journal replayed after each cell (bento+journal), CPU per request of the cell "
             f"(journal left, time to store it): {', '.join(cells)}"
         )
-    for on, off in (
-        ("bento+capture", "bento"),
-        ("bento+cap-prof", "bento"),
-        ("bento+journal", "bento"),
-        ("bento-lean+cap", "bento-lean"),
+    for on, off, label in (
+        ("bento+capture", "bento", "capture cost"),
+        ("bento+cap-prof", "bento", "capture cost"),
+        ("bento+journal", "bento", "capture cost"),
+        ("bento-lean+cap", "bento-lean", "capture cost"),
+        ("bento+cap-alllog", "bento+capture", "cost of logging every request"),
     ):
         if (on, sizes[0], clients[0]) not in results or (off, sizes[0], clients[0]) not in results:
             continue
@@ -528,7 +536,7 @@ def main() -> None:
                 for size in sizes
                 for c in clients
             ]
-            print(f"capture cost ({on} vs {off}, {what}): {', '.join(cells)}")
+            print(f"{label} ({on} vs {off}, {what}): {', '.join(cells)}")
     spread = {k: (min(r["rps"] for r in v), max(r["rps"] for r in v)) for k, v in runs.items()}
     print(
         "req/s range over rounds: "

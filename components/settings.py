@@ -8,8 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ACCESS_LOG_MODES = ("all", "errors", "off")
+_ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "yes": "all", "on": "all"}
+_ACCESS_LOG_ALIASES.update({"false": "off", "0": "off", "no": "off"})
+
+
+def access_log_mode(value: object) -> str:
+    """MLOPS_SERVE_ACCESS_LOG as one of ACCESS_LOG_MODES (booleans as the flag it was)."""
+    text = str(value).strip().lower()
+    mode = _ACCESS_LOG_ALIASES.get(text, text)
+    if mode not in ACCESS_LOG_MODES:
+        raise ValueError(
+            f"MLOPS_SERVE_ACCESS_LOG={value!r}: expected one of {', '.join(ACCESS_LOG_MODES)} "
+            "(or true/false)"
+        )
+    return mode
 
 
 class Settings(BaseSettings):
@@ -36,7 +52,13 @@ class Settings(BaseSettings):
     # Serving (read by the BentoML service in each worker).
     model_tag: str = Field("mlops-model:latest", description="BentoML model the service loads.")
     serve_workers: int = Field(2, ge=1, description="BentoML worker processes.")
-    serve_access_log: bool = Field(True, description="BentoML access log line per request.")
+    serve_access_log: str = Field(
+        "errors",
+        description="BentoML's access log: 'all' (a line per request), 'errors' (only "
+        "responses that are not a success, 2xx or 3xx) or 'off'; true and false mean all "
+        "and off. Requests that succeed are counted by the metrics and, for predictions, "
+        "stored by the capture.",
+    )
     serve_metrics: bool = Field(True, description="BentoML Prometheus metrics at /metrics.")
     serve_tracing: bool = Field(
         False,
@@ -80,6 +102,11 @@ class Settings(BaseSettings):
         2048, ge=1, description="Journal waiting for replay before requests wait for room."
     )
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
+
+    @field_validator("serve_access_log", mode="before")
+    @classmethod
+    def _access_log(cls, value: object) -> str:
+        return access_log_mode(value)
 
     @property
     def store_is_s3(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 
 import pytest
 from service_cases import BAD_REQUESTS, GOOD
@@ -171,3 +172,51 @@ def test_record_limit_is_configurable(app, monkeypatch, tmp_path):
     with _client(app, monkeypatch, tmp_path, MLOPS_SERVE_MAX_RECORDS="2") as c:
         response = c.post("/predict", json={"records": [GOOD] * 3})
     assert response.status_code == 413
+
+
+def test_access_log_keeps_only_failures_by_default(app, service_module, monkeypatch, tmp_path):
+    """BentoML's own access-log middleware, with the service's filter on its logger: a line
+    for the 422 and the 404, none for the successes."""
+    access = logging.getLogger(service_module.ACCESS_LOGGER)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        with _client(app, monkeypatch, tmp_path) as c:
+            assert c.post("/predict", json={"records": [GOOD]}).status_code == 200
+            assert c.get("/metadata").status_code == 200
+            assert c.post("/predict", json={"records": [{}]}).status_code == 422
+            missing = {"prediction_id": "0" * 48, "label": 1}
+            assert c.post("/feedback", json=missing).status_code == 404
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+        for f in [f for f in access.filters if isinstance(f, service_module.FailuresOnly)]:
+            access.removeFilter(f)
+    assert len(lines) == 2, lines
+    assert "path=/predict" in lines[0] and "status=422" in lines[0]
+    assert "path=/feedback" in lines[1] and "status=404" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("given", "mode"),
+    [("errors", "errors"), ("ALL", "all"), ("off", "off"), ("true", "all"), ("false", "off")],
+)
+def test_access_log_setting(given, mode, monkeypatch):
+    from components.settings import Settings
+
+    monkeypatch.setenv("MLOPS_SERVE_ACCESS_LOG", given)
+    assert Settings().serve_access_log == mode
+
+
+def test_a_wrong_access_log_setting_names_the_variable(monkeypatch):
+    from pydantic import ValidationError
+
+    from components.settings import Settings
+
+    monkeypatch.setenv("MLOPS_SERVE_ACCESS_LOG", "some")
+    with pytest.raises(ValidationError, match="MLOPS_SERVE_ACCESS_LOG='some'"):
+        Settings()

@@ -67,6 +67,20 @@ def test_an_oversized_body_without_length_is_cut_off_with_413(running):
     assert "exceeds the limit" in response.text
 
 
+def test_the_access_log_has_the_failures_only(running):
+    # After the cases above: by default (MLOPS_SERVE_ACCESS_LOG=errors) BentoML's access log
+    # keeps the client mistakes and leaves out the successes.
+    server, _ = running
+    assert httpx.post(f"{server.url}/predict", json={"records": [GOOD]}).status_code == 200
+    assert httpx.post(f"{server.url}/predict", json={"records": [{}]}).status_code == 422
+    deadline = time.monotonic() + 10
+    while "status=422" not in server.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    access = [line for line in server.logs().splitlines() if "(scheme=http," in line]
+    assert any("path=/predict" in line and "status=422" in line for line in access), access
+    assert not [line for line in access if "status=200" in line]
+
+
 # Last: it stops the module's server.
 def test_sigterm_loses_no_answered_prediction(running):
     # The flush interval is 60 s, so whatever reaches the store was flushed at shutdown.
