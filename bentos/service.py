@@ -17,7 +17,7 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided four 
 - BentoML records an OpenTelemetry span tree for every request even with no exporter; the
   API routes are left out of it unless MLOPS_SERVE_TRACING asks for traces.
 - BentoML's access log keeps only the responses that were not a success unless
-  MLOPS_SERVE_ACCESS_LOG=all: a line for every request was ~3% of the server's CPU at
+  MLOPS_SERVE_ACCESS_LOG=all: a line for every request was 1-3% of the server's CPU at
   32 clients, and successes are counted by the metrics and predictions stored by capture.
 
 Capture runs in each worker (components.capture), or, with MLOPS_CAPTURE_JOURNAL, each
