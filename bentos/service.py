@@ -2,7 +2,7 @@
 
 BentoML runs the workers, the health and readiness probes (/healthz, /livez, /readyz),
 metrics and packaging; the endpoints are a small Starlette app mounted in the service so
-that every client mistake gets the status it deserves (400, 401, 404, 409, 413, 422) with
+that every client mistake gets the status it deserves (400, 401, 404, 408, 409, 413, 422) with
 field-level detail, and so that the request model, generated from the problem file at
 start-up, validates bodies straight from bytes. Each endpoint calls one method of the
 component. No adaptive batching: a predict request already carries a list of records, and a
@@ -56,7 +56,7 @@ from components.journal import Journal, spool_folder
 from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
 from components.serving import RequestError
-from components.settings import Settings, access_log_mode
+from components.settings import SERVE_TIMEOUT_S, Settings, access_log_mode
 from components.store import LocalStore, Store, store_from_settings
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,9 @@ def _tracing(enabled: bool) -> dict:
 @bentoml.service(
     name="mlops_prediction",
     workers=int(os.environ.get("MLOPS_SERVE_WORKERS", "2")),
-    traffic={"timeout": 30},
+    # BentoML cancels a request still running after this and answers 504; a client that
+    # sends its body too slowly gets the guard's 408 before (MLOPS_SERVE_BODY_TIMEOUT_S).
+    traffic={"timeout": SERVE_TIMEOUT_S},
     logging={
         "access": {
             "enabled": access_log_mode(os.environ.get("MLOPS_SERVE_ACCESS_LOG", "errors")) != "off"
@@ -165,7 +167,11 @@ class PredictionService:
         settings = Settings()
         if settings.serve_access_log == "errors":
             _log_failures_only(logging.getLogger(ACCESS_LOGGER))
-        guard.update(max_body_bytes=settings.serve_max_body_bytes, api_key=settings.serve_api_key)
+        guard.update(
+            max_body_bytes=settings.serve_max_body_bytes,
+            api_key=settings.serve_api_key,
+            body_timeout_s=settings.serve_body_timeout_s,
+        )
         options = ServingOptions(
             max_records=settings.serve_max_records,
             flag_unknown_categories=settings.serve_flag_unknown_categories,

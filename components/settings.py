@@ -12,6 +12,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ACCESS_LOG_MODES = ("all", "errors", "off")
+# BentoML's request timeout in the service (traffic.timeout): a request still running after
+# it is cancelled with a 504.
+SERVE_TIMEOUT_S = 30.0
 _ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "yes": "all", "on": "all"}
 _ACCESS_LOG_ALIASES.update({"false": "off", "0": "off", "no": "off"})
 
@@ -67,6 +70,14 @@ class Settings(BaseSettings):
     )
     serve_max_records: int = Field(1000, ge=1, description="Records per predict request.")
     serve_max_body_bytes: int = Field(1_048_576, ge=1024, description="Request body limit (413).")
+    serve_body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        lt=SERVE_TIMEOUT_S,
+        description="How long a client may take to send a request body before a 408 "
+        f"(bentos.guard); under BentoML's request timeout ({SERVE_TIMEOUT_S:g} s), which "
+        "would answer 504 instead.",
+    )
     serve_api_key: str | None = Field(
         None,
         description="When set, predict and feedback need it in the X-API-Key header (else 401).",

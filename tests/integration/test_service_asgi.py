@@ -220,3 +220,20 @@ def test_a_wrong_access_log_setting_names_the_variable(monkeypatch):
     monkeypatch.setenv("MLOPS_SERVE_ACCESS_LOG", "some")
     with pytest.raises(ValidationError, match="MLOPS_SERVE_ACCESS_LOG='some'"):
         Settings()
+
+
+@pytest.mark.parametrize("given", ["30", "0", "soon"])
+def test_the_body_deadline_must_come_before_bentomls_timeout(given, monkeypatch):
+    from pydantic import ValidationError
+
+    from components.settings import Settings
+
+    monkeypatch.setenv("MLOPS_SERVE_BODY_TIMEOUT_S", given)
+    with pytest.raises(ValidationError, match="serve_body_timeout_s"):
+        Settings()
+
+
+def test_the_service_sets_the_guards_body_deadline(service_module, app, monkeypatch, tmp_path):
+    with _client(app, monkeypatch, tmp_path, MLOPS_SERVE_BODY_TIMEOUT_S="3.5") as client:
+        assert client.get("/healthz").status_code == 200
+        assert service_module.guard.body_timeout_s == 3.5

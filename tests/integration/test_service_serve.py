@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import socket
 import time
 
 import httpx
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def running(served_model, tmp_path_factory):
     store = tmp_path_factory.mktemp("serve-store")
-    server = _serve(served_model, store, workers=2, MLOPS_CAPTURE_FLUSH_S="60")
+    server = _serve(
+        served_model, store, workers=2, MLOPS_CAPTURE_FLUSH_S="60", MLOPS_SERVE_BODY_TIMEOUT_S="2"
+    )
     yield server, store
     server.stop()
 
@@ -65,6 +68,31 @@ def test_an_oversized_body_without_length_is_cut_off_with_413(running):
     )
     assert response.status_code == 413
     assert "exceeds the limit" in response.text
+
+
+def test_a_body_that_stops_arriving_gets_408_not_504(running):
+    # The client announces 100 bytes and sends 12: the guard's deadline (2 s here) answers
+    # before BentoML's request timeout would cancel the request with a 504.
+    server, _ = running
+    url = httpx.URL(server.url)
+    start = time.monotonic()
+    with socket.create_connection((url.host, url.port), timeout=20) as client:
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"records": ['
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = client.recv(65536)
+            if not data:
+                break
+            answer += data
+    took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"MLOPS_SERVE_BODY_TIMEOUT_S" in answer
+    assert 2 <= took < 10
+    # The worker goes on serving.
+    assert httpx.post(f"{server.url}/predict", json={"records": [GOOD]}).status_code == 200
 
 
 def test_the_access_log_has_the_failures_only(running):
