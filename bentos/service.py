@@ -56,7 +56,7 @@ from components.journal import Journal, spool_folder
 from components.online import OnlineModel, ServingOptions
 from components.problem import ProblemSpec
 from components.serving import RequestError
-from components.settings import SERVE_TIMEOUT_S, Settings, access_log_mode
+from components.settings import SERVE_TIMEOUT_S, TRUE_WORDS, Settings, access_log_mode
 from components.store import LocalStore, Store, store_from_settings
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _log_failures_only(access_logger: logging.Logger) -> None:
 
 
 def _flag(name: str, default: str) -> bool:
-    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(name, default).strip().lower() in TRUE_WORDS
 
 
 def _tracing(enabled: bool) -> dict:

@@ -15,8 +15,10 @@ ACCESS_LOG_MODES = ("all", "errors", "off")
 # BentoML's request timeout in the service (traffic.timeout): a request still running after
 # it is cancelled with a 504.
 SERVE_TIMEOUT_S = 30.0
-_ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "yes": "all", "on": "all"}
-_ACCESS_LOG_ALIASES.update({"false": "off", "0": "off", "no": "off"})
+# How an environment flag says yes or no (a subset of what pydantic reads as booleans).
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+_ACCESS_LOG_ALIASES = {**dict.fromkeys(TRUE_WORDS, "all"), **dict.fromkeys(FALSE_WORDS, "off")}
 
 
 def access_log_mode(value: object) -> str:
