@@ -328,8 +328,9 @@ class Capture:
         received_at: datetime | None = None,
     ) -> None:
         """Buffer a whole request given as columns (NumPy arrays, lists or tuples, one value per
-        row; NaN in a numeric column means null; a categorical column may be :class:`Codes`;
-        a string, such as `model_version`, stands for every row), and optionally a
+        row; NaN in a numeric column means null; a categorical column may be :class:`Codes`,
+        text of one width :class:`Packed`; a string, such as `model_version`, stands for
+        every row), and optionally a
         :class:`FeatureMatrix` holding further columns in one array. Everything is kept as
         given (do not modify it afterwards) and converted to Arrow at flush time, many
         requests at once: almost no work per request, which matters for requests of many
@@ -648,6 +649,10 @@ class Capture:
                 isinstance(p, Codes) and p.categories == first.categories for p in pieces
             ):
                 array = first.decoded(np.concatenate([p.codes for p in pieces]), declared, name)
+            elif type(first) is Packed and all(
+                type(p) is Packed and p.width == first.width for p in pieces
+            ):
+                array = _packed_array(pieces, declared)
             elif all(type(p) in _SEQUENCES for p in pieces):  # values as sent: chained in C
                 array = _column_array(list(chain.from_iterable(pieces)), declared)
             else:
@@ -821,6 +826,41 @@ class Codes:
 
 
 @dataclass(frozen=True, eq=False, slots=True)
+class Packed:
+    """A text column whose values all have one length, given end to end as one ASCII string
+    (prediction ids: ``"".join(ids)``). A request keeps one object in the buffer instead of
+    one per value, and the flush makes the Arrow string array from the bytes themselves,
+    with no Python object per value (converting 100 ids one by one cost ~9 µs)."""
+
+    text: str
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or len(self.text) % self.width or not self.text.isascii():
+            raise ValueError(
+                f"packed text of {len(self.text)} characters is not ASCII values of "
+                f"{self.width} characters each"
+            )
+
+    def __len__(self) -> int:
+        return len(self.text) // self.width
+
+    def values(self) -> list[str]:
+        text, width = self.text, self.width
+        return [text[i : i + width] for i in range(0, len(text), width)]
+
+
+def _packed_array(pieces: list[Packed], declared: pa.DataType) -> pa.Array:
+    """Packed pieces of one width as one string array: their bytes, and offsets that are
+    multiples of the width."""
+    data = "".join([p.text for p in pieces]).encode("ascii")
+    if declared != pa.string() or len(data) >= 2**31:  # beyond int32 offsets: value by value
+        return _column_array(list(chain.from_iterable(p.values() for p in pieces)), declared)
+    offsets = np.arange(0, len(data) + 1, pieces[0].width, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class FeatureMatrix:
     """Several columns of a request as one array, as in a model's feature matrix: float64,
     one column per name, NaN for null; the columns named in ``categories`` hold codes into
@@ -863,12 +903,12 @@ _SEQUENCES = (list, tuple)
 
 def _spread(values: Any, rows: int) -> Any:
     """A request's column: None (missing) and a single string stand for every row; codes
-    become their categories."""
+    become their categories, packed text its values."""
     if values is None:
         return [None] * rows
     if isinstance(values, str):
         return [values] * rows
-    if isinstance(values, Codes):
+    if isinstance(values, (Codes, Packed)):
         return values.values()
     return values
 
@@ -1029,27 +1069,26 @@ def _parquet_bytes(table: pa.Table, layout: dict[str, Any]) -> bytes:
 
 def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, Any]:
     """How chunks are written, chosen for the writer's CPU (it runs beside the requests):
-    Snappy, Parquet's usual codec, except zstd level 1 on the ids. On generated churn
-    traffic zstd-1 everywhere made 41 B/row for ~50 µs per 100 rows, Snappy everywhere
-    76 B/row for ~31 µs: numbers cost zstd about twice Snappy's CPU for a third less size.
-    Random hex ids cost both codecs the same, and zstd halves them (24 against 48 B/row),
-    so they keep it: ~52 B/row for Snappy's CPU. (Those are loop figures; inside a busy
-    serving worker, benchmarks/capture_cpu.py saw Parquet go from ~50 to ~45 µs per 100-row
-    request. Storage is cheap beside serving CPU, and a compaction job could recompress
-    old chunks.) Dictionary encoding only where values repeat (categories, model version,
+    Snappy, Parquet's usual codec, zstd level 1 on the problem's id column, and nothing on
+    prediction ids. On generated churn traffic zstd-1 everywhere made 41 B/row for ~50 µs
+    per 100 rows, Snappy everywhere 76 B/row for ~31 µs: numbers cost zstd about twice
+    Snappy's CPU for a third less size. Prediction ids are random hex, which no codec does
+    more than halve (zstd-1: 24 B/row for ~16 µs per 100 rows, the most expensive column;
+    Snappy: no smaller for ~9 µs); written PLAIN and uncompressed they take 52 B/row for
+    ~4 µs. Storage is cheap beside serving CPU, and a compaction job could recompress old
+    chunks. Dictionary encoding only where values repeat (categories, model version,
     label, flags), not on ids and measurements, where Arrow would try it and give up;
-    min/max statistics only on the two time columns, which readers filter on. Ids are
-    written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to back): zstd
-    then compresses one run of random hex instead of values between lengths, half the CPU
-    of the prediction-id column and slightly smaller (any Parquet reader of format 2 reads
+    min/max statistics only on the two time columns, which readers filter on. The id
+    column is written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to
+    back), which zstd compresses as one run of text (any Parquet reader of format 2 reads
     it: Arrow, DuckDB, Spark, Trino/Athena)."""
     repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
-    ids = {PREDICTION_ID, spec.id_column}
+    codec = {PREDICTION_ID: "none", spec.id_column: "zstd"}
     return {
-        "compression": {c: "zstd" if c in ids else "snappy" for c in columns},
-        "compression_level": {c: 1 for c in columns if c in ids},
+        "compression": {c: codec.get(c, "snappy") for c in columns},
+        "compression_level": {spec.id_column: 1},
         "use_dictionary": [c for c in columns if c in repeating],
-        "column_encoding": {c: "DELTA_LENGTH_BYTE_ARRAY" for c in columns if c in ids},
+        "column_encoding": {PREDICTION_ID: "PLAIN", spec.id_column: "DELTA_LENGTH_BYTE_ARRAY"},
         "write_statistics": [c for c in columns if c in (CAPTURED_AT, spec.event_time_column)],
         # Without Arrow's own schema, readers see each column's Parquet type: categories
         # are text whether a chunk got them as a dictionary array (codes) or as text.

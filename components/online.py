@@ -27,12 +27,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from components import training
-from components.capture import Capture, FeatureMatrix, FeedbackConflictError
+from components.capture import Capture, FeatureMatrix, FeedbackConflictError, Packed
 from components.journal import Journal
 from components.problem import ProblemSpec
 from components.serving import Predictor, RequestError, Scored, Validator
 
 _TAG_HEX = 16
+ID_LENGTH = 32 + _TAG_HEX  # characters of a prediction id: random hex, then the tag
 # From this many records a request is captured as columns (a few Arrow conversions per
 # request) rather than as rows (work per cell); below it rows are cheaper.
 COLUMNAR_FROM = 8
@@ -65,7 +66,7 @@ class PredictionIds:
         return [token + self._tag(token) for token in tokens]
 
     def issued(self, prediction_id: str) -> bool:
-        if len(prediction_id) != 32 + _TAG_HEX:
+        if len(prediction_id) != ID_LENGTH:
             return False
         token, tag = prediction_id[:32], prediction_id[32:]
         return secrets.compare_digest(tag, self._tag(token))
@@ -182,7 +183,7 @@ class OnlineModel:
         # and None, it stops walking them while they wait in the buffer (lists it walks on
         # every collection).
         columns: dict = {
-            "prediction_id": tuple(scored.ids),
+            "prediction_id": _packed(scored.ids),
             "model_version": self.predictor.version,
         }
         # A column straight from the records' attributes: no dict per record first.
@@ -263,6 +264,18 @@ class OnlineModel:
             self.journal.close()
         if self.capture is not None:
             self.capture.close()
+
+
+def _packed(ids: list[str]) -> Packed | tuple:
+    """Ids of one length (as PredictionIds issues them) end to end in one string: one object
+    waits in the capture's buffer instead of one per id, and becomes Arrow without a Python
+    object per id. Any other ids as a tuple."""
+    text = "".join(ids)
+    width = len(ids[0]) if ids else 0
+    # The total and the shortest together prove that every id has the first one's length.
+    if width and text.isascii() and len(text) == width * len(ids) and min(map(len, ids)) == width:
+        return Packed(text, width)
+    return tuple(ids)
 
 
 def _feedback_model(spec: ProblemSpec) -> type[BaseModel]:

@@ -19,6 +19,7 @@ from components.capture import (
     Codes,
     FeatureMatrix,
     FeedbackConflictError,
+    Packed,
     parse_window,
     profile_windows,
     read_captures,
@@ -195,7 +196,7 @@ def test_values_that_do_not_fit_the_declared_type_are_kept_as_given(spec, store)
     assert read_captures(store, "churn")["tenure_months"].tolist() == [1.5]  # not truncated
 
 
-def test_ids_are_written_delta_length_encoded_unless_they_are_not_text(spec, store):
+def test_id_columns_are_written_as_chosen_unless_they_are_not_text(spec, store):
     import pyarrow.parquet as pq
 
     capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
@@ -203,14 +204,19 @@ def test_ids_are_written_delta_length_encoded_unless_they_are_not_text(spec, sto
     assert capture.flush() == 3
     capture.record([features(1, customer_id=12345)], [answer("int-id")])  # kept as given
     assert capture.flush() == 1  # a chunk whose customer_id is int64: no DELTA_LENGTH
-    encodings = {}
+    encodings, codecs = {}, {}
     for key in capture_keys(store):
         meta = pq.ParquetFile(store.root / key).metadata
         for i in range(meta.num_columns):
             column = meta.row_group(0).column(i)
             encodings.setdefault(column.path_in_schema, set()).update(column.encodings)
-    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["prediction_id"]
+            codecs.setdefault(column.path_in_schema, set()).add(column.compression)
+    # Prediction ids (random hex) plain and uncompressed; the problem's ids delta-length
+    # and zstd, but only in the chunk where they are text.
+    assert "DELTA_LENGTH_BYTE_ARRAY" not in encodings["prediction_id"]
+    assert codecs["prediction_id"] == {"UNCOMPRESSED"}
     assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["customer_id"]
+    assert "ZSTD" in codecs["customer_id"]
     frame = read_captures(store, "churn").set_index("prediction_id")
     assert frame.loc["int-id", "customer_id"] == 12345
     assert frame.loc["p0", "customer_id"] == "c0"
@@ -846,6 +852,38 @@ def test_categories_given_as_codes_are_stored_as_categories(spec, store):
     assert frame["flags"].isna().all()  # a column no request gave is null
 
 
+def test_ids_given_packed_are_stored_as_the_ids(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    capture.record_columns(_columns(spec, ["a0", "a1", "a2"], prediction_id=Packed("a0a1a2", 2)), 3)
+    capture.record_columns(_columns(spec, ["b00", "b01"], prediction_id=Packed("b00b01", 3)), 2)
+    assert capture.flush() == 5  # two widths in one flush: value by value
+    capture.record_columns(_columns(spec, ["c0", "c1"], prediction_id=Packed("c0c1", 2)), 2)
+    capture.record_columns(_columns(spec, ["d0"], prediction_id=Packed("d0", 2)), 1)
+    assert capture.flush() == 3  # one width: straight from the bytes
+    capture.record_columns(_columns(spec, ["e0", "e1"], prediction_id=Packed("e0e1", 2)), 2)
+    capture.record_columns(_columns(spec, ["f0", "f1"]), 2)  # and a tuple beside them
+    assert capture.flush() == 4
+    frame = read_captures(store, "churn")
+    assert sorted(frame["prediction_id"]) == [
+        "a0", "a1", "a2", "b00", "b01", "c0", "c1", "d0", "e0", "e1", "f0", "f1"
+    ]  # fmt: skip
+    assert frame.set_index("prediction_id").loc["c1", "customer_id"] == "c1"
+
+
+@pytest.mark.parametrize(
+    ("text", "width"), [("abc", 2), ("abcd", 0), ("abé", 3)], ids=["ragged", "zero", "not-ascii"]
+)
+def test_packed_text_must_be_ascii_of_one_width(text, width):
+    with pytest.raises(ValueError, match="is not ASCII values of"):
+        Packed(text, width)
+
+
+def test_packed_ids_must_match_the_number_of_rows(spec, store):
+    capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
+    with pytest.raises(ValueError, match=r"column 'prediction_id' has 3 values for 2 rows"):
+        capture.record_columns(_columns(spec, ["a", "b"], prediction_id=Packed("abc", 1)), 2)
+
+
 def _matrix_request(spec, ids, names, categories):
     """A request as plain columns, and the same request with its features in a matrix."""
     import numpy as np
@@ -989,7 +1027,7 @@ def test_chunks_keep_statistics_on_time_and_dictionaries_on_repeating_columns(sp
     assert "RLE_DICTIONARY" not in columns["prediction_id"].encodings
     assert columns["region"].compression == "SNAPPY"
     assert columns["monthly_charges"].compression == "SNAPPY"
-    assert columns["prediction_id"].compression == "ZSTD"
+    assert columns["prediction_id"].compression == "UNCOMPRESSED"
     assert columns["customer_id"].compression == "ZSTD"
 
 

@@ -210,3 +210,16 @@ def test_prediction_ids_keep_their_format_so_ids_already_issued_stay_valid():
     for prediction_id in PredictionIds(b"secret").new_many(3):
         key = prediction_id[:32].encode()
         assert prediction_id[32:] == hashlib.blake2b(key, key=b"secret", digest_size=8).hexdigest()
+
+
+def test_ids_of_one_length_reach_capture_packed_and_any_others_as_they_are():
+    from components.capture import Packed
+    from components.online import _packed
+
+    packed = _packed(["ab12", "cd34", "ef56"])
+    assert isinstance(packed, Packed)
+    assert (packed.text, packed.width) == ("ab12cd34ef56", 4)
+    assert packed.values() == ["ab12", "cd34", "ef56"]
+    # Same total length, yet not one width; and text that is not ASCII.
+    assert _packed(["ab", "c", "def"]) == ("ab", "c", "def")
+    assert _packed(["é1", "é2"]) == ("é1", "é2")
