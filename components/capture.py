@@ -135,8 +135,9 @@ class CaptureConfig:
     flush_interval_s: float = 5.0
     # Rows not yet written (buffered or encoded) before record() waits for a flush: room for
     # three chunks, so a busy worker's flusher writes one chunk while the next fills. For
-    # the churn problem a buffered row takes ~240 bytes from 100-record requests and ~470
-    # from 1-record ones (tracemalloc): 35-70 MB at most per worker.
+    # the churn problem a buffered row takes ~175 bytes from 100-record requests (~235
+    # before prediction ids came packed) and ~470 from 1-record ones (tracemalloc): 26-70
+    # MB at most per worker.
     max_buffered_rows: int = 150_000
     window: str = "1h"
     # Rows per Parquet chunk, and how many buffered rows wake the flusher early. Writing a
@@ -1069,26 +1070,29 @@ def _parquet_bytes(table: pa.Table, layout: dict[str, Any]) -> bytes:
 
 def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, Any]:
     """How chunks are written, chosen for the writer's CPU (it runs beside the requests):
-    Snappy, Parquet's usual codec, zstd level 1 on the problem's id column, and nothing on
-    prediction ids. On generated churn traffic zstd-1 everywhere made 41 B/row for ~50 µs
-    per 100 rows, Snappy everywhere 76 B/row for ~31 µs: numbers cost zstd about twice
-    Snappy's CPU for a third less size. Prediction ids are random hex, which no codec does
-    more than halve (zstd-1: 24 B/row for ~16 µs per 100 rows, the most expensive column;
-    Snappy: no smaller for ~9 µs); written PLAIN and uncompressed they take 52 B/row for
-    ~4 µs. Storage is cheap beside serving CPU, and a compaction job could recompress old
-    chunks. Dictionary encoding only where values repeat (categories, model version,
-    label, flags), not on ids and measurements, where Arrow would try it and give up;
-    min/max statistics only on the two time columns, which readers filter on. The id
-    column is written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to
-    back), which zstd compresses as one run of text (any Parquet reader of format 2 reads
+    Snappy, Parquet's usual codec, except zstd level 1 on the ids. On generated churn
+    traffic zstd-1 everywhere made 41 B/row for ~50 µs per 100 rows, Snappy everywhere
+    76 B/row for ~31 µs: numbers cost zstd about twice Snappy's CPU for a third less size.
+    Random hex prediction ids are the most expensive column: zstd-1 halves them (24
+    against 52 B/row) for ~16 µs per 100 rows in a loop, against ~4 µs written plain and
+    uncompressed; but inside busy serving workers (benchmarks/capture_cpu.py) plain ids
+    saved ~5 µs of Parquet per 100-row request and cost as much more in writing the larger
+    chunk, so they keep zstd. (Storage is cheap beside serving CPU, and a compaction job
+    could recompress old chunks.) Dictionary encoding only where values repeat
+    (categories, model version, label, flags), not on ids and measurements, where Arrow
+    would try it and give up;
+    min/max statistics only on the two time columns, which readers filter on. Ids are
+    written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to back): zstd
+    then compresses one run of random hex instead of values between lengths, half the CPU
+    of the prediction-id column and slightly smaller (any Parquet reader of format 2 reads
     it: Arrow, DuckDB, Spark, Trino/Athena)."""
     repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
-    codec = {PREDICTION_ID: "none", spec.id_column: "zstd"}
+    ids = {PREDICTION_ID, spec.id_column}
     return {
-        "compression": {c: codec.get(c, "snappy") for c in columns},
-        "compression_level": {spec.id_column: 1},
+        "compression": {c: "zstd" if c in ids else "snappy" for c in columns},
+        "compression_level": {c: 1 for c in columns if c in ids},
         "use_dictionary": [c for c in columns if c in repeating],
-        "column_encoding": {PREDICTION_ID: "PLAIN", spec.id_column: "DELTA_LENGTH_BYTE_ARRAY"},
+        "column_encoding": {c: "DELTA_LENGTH_BYTE_ARRAY" for c in columns if c in ids},
         "write_statistics": [c for c in columns if c in (CAPTURED_AT, spec.event_time_column)],
         # Without Arrow's own schema, readers see each column's Parquet type: categories
         # are text whether a chunk got them as a dictionary array (codes) or as text.

@@ -196,7 +196,7 @@ def test_values_that_do_not_fit_the_declared_type_are_kept_as_given(spec, store)
     assert read_captures(store, "churn")["tenure_months"].tolist() == [1.5]  # not truncated
 
 
-def test_id_columns_are_written_as_chosen_unless_they_are_not_text(spec, store):
+def test_ids_are_written_delta_length_encoded_unless_they_are_not_text(spec, store):
     import pyarrow.parquet as pq
 
     capture = Capture(store, spec, worker_id="w1", clock=Clock(), profile=False)
@@ -204,19 +204,14 @@ def test_id_columns_are_written_as_chosen_unless_they_are_not_text(spec, store):
     assert capture.flush() == 3
     capture.record([features(1, customer_id=12345)], [answer("int-id")])  # kept as given
     assert capture.flush() == 1  # a chunk whose customer_id is int64: no DELTA_LENGTH
-    encodings, codecs = {}, {}
+    encodings = {}
     for key in capture_keys(store):
         meta = pq.ParquetFile(store.root / key).metadata
         for i in range(meta.num_columns):
             column = meta.row_group(0).column(i)
             encodings.setdefault(column.path_in_schema, set()).update(column.encodings)
-            codecs.setdefault(column.path_in_schema, set()).add(column.compression)
-    # Prediction ids (random hex) plain and uncompressed; the problem's ids delta-length
-    # and zstd, but only in the chunk where they are text.
-    assert "DELTA_LENGTH_BYTE_ARRAY" not in encodings["prediction_id"]
-    assert codecs["prediction_id"] == {"UNCOMPRESSED"}
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["prediction_id"]
     assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["customer_id"]
-    assert "ZSTD" in codecs["customer_id"]
     frame = read_captures(store, "churn").set_index("prediction_id")
     assert frame.loc["int-id", "customer_id"] == 12345
     assert frame.loc["p0", "customer_id"] == "c0"
@@ -1027,7 +1022,7 @@ def test_chunks_keep_statistics_on_time_and_dictionaries_on_repeating_columns(sp
     assert "RLE_DICTIONARY" not in columns["prediction_id"].encodings
     assert columns["region"].compression == "SNAPPY"
     assert columns["monthly_charges"].compression == "SNAPPY"
-    assert columns["prediction_id"].compression == "UNCOMPRESSED"
+    assert columns["prediction_id"].compression == "ZSTD"
     assert columns["customer_id"].compression == "ZSTD"
 
 
