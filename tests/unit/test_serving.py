@@ -212,14 +212,16 @@ def test_prediction_ids_keep_their_format_so_ids_already_issued_stay_valid():
         assert prediction_id[32:] == hashlib.blake2b(key, key=b"secret", digest_size=8).hexdigest()
 
 
-def test_ids_of_one_length_reach_capture_packed_and_any_others_as_they_are():
+def test_issued_ids_reach_capture_packed_and_any_others_as_they_are():
     from components.capture import Packed
-    from components.online import _packed
+    from components.online import ID_LENGTH, PredictionIds, _packed
 
-    packed = _packed(["ab12", "cd34", "ef56"])
+    ids = PredictionIds(b"secret").new_many(3)
+    packed = _packed(ids)
     assert isinstance(packed, Packed)
-    assert (packed.text, packed.width) == ("ab12cd34ef56", 4)
-    assert packed.values() == ["ab12", "cd34", "ef56"]
-    # Same total length, yet not one width; and text that is not ASCII.
+    assert (packed.text, packed.width) == ("".join(ids), ID_LENGTH)
+    assert packed.values() == list(ids)
+    # Ids from anywhere else (a journal, a replaced generator) are not assumed to be ids of
+    # one length.
+    assert _packed(list(ids)) == tuple(ids)
     assert _packed(["ab", "c", "def"]) == ("ab", "c", "def")
-    assert _packed(["é1", "é2"]) == ("é1", "é2")
