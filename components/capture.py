@@ -331,11 +331,11 @@ class Capture:
         """Buffer a whole request given as columns (NumPy arrays, lists or tuples, one value per
         row; NaN in a numeric column means null; a categorical column may be :class:`Codes`,
         text of one width :class:`Packed`; a string, such as `model_version`, stands for
-        every row), and optionally a
-        :class:`FeatureMatrix` holding further columns in one array. Everything is kept as
-        given (do not modify it afterwards) and converted to Arrow at flush time, many
-        requests at once: almost no work per request, which matters for requests of many
-        records. Missing columns are null; same backpressure as record()."""
+        every row), and optionally a :class:`FeatureMatrix` holding further columns in one
+        array. Everything is kept as given (do not modify it afterwards) and converted to
+        Arrow at flush time, many requests at once: almost no work per request, which
+        matters for requests of many records. Missing columns are null; same backpressure
+        as record()."""
         if rows <= 0:
             return
         at = _as_utc(received_at if received_at is not None else self.clock())
@@ -1080,12 +1080,11 @@ def _parquet_layout(spec: ProblemSpec, columns: tuple[str, ...]) -> dict[str, An
     chunk, so they keep zstd. (Storage is cheap beside serving CPU, and a compaction job
     could recompress old chunks.) Dictionary encoding only where values repeat
     (categories, model version, label, flags), not on ids and measurements, where Arrow
-    would try it and give up;
-    min/max statistics only on the two time columns, which readers filter on. Ids are
-    written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the bytes back to back): zstd
-    then compresses one run of random hex instead of values between lengths, half the CPU
-    of the prediction-id column and slightly smaller (any Parquet reader of format 2 reads
-    it: Arrow, DuckDB, Spark, Trino/Athena)."""
+    would try it and give up; min/max statistics only on the two time columns, which
+    readers filter on. Ids are written DELTA_LENGTH_BYTE_ARRAY (all lengths first, then the
+    bytes back to back): zstd then compresses one run of random hex instead of values
+    between lengths, half the CPU of the prediction-id column and slightly smaller (any
+    Parquet reader of format 2 reads it: Arrow, DuckDB, Spark, Trino/Athena)."""
     repeating = {*spec.categorical_features, "model_version", "label", FLAGS_COLUMN}
     ids = {PREDICTION_ID, spec.id_column}
     return {

@@ -276,8 +276,8 @@ class OnlineModel:
 def _packed(ids: list[str]) -> Packed | tuple:
     """Issued ids end to end in one string: one object waits in the capture's buffer instead
     of one per id, and becomes Arrow without a Python object per id. Other ids (given to
-    replay(), or by a replaced id generator) as a tuple: checking each one's length would
-    cost more than packing saves (~5 µs per 100)."""
+    replay(), or by a replaced id generator) as a tuple: checking each one's length
+    (~5 µs per 100) would eat most of what packing saves."""
     if type(ids) is IssuedIds:
         return Packed("".join(ids), ID_LENGTH)
     return tuple(ids)
