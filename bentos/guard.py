@@ -33,13 +33,10 @@ class GuardConfig:
     api_key: bytes | None = None
     body_timeout_s: float = 10.0
 
-    def update(
-        self, *, max_body_bytes: int, api_key: str | None, body_timeout_s: float | None = None
-    ) -> None:
+    def update(self, *, max_body_bytes: int, api_key: str | None, body_timeout_s: float) -> None:
         self.max_body_bytes = max_body_bytes
         self.api_key = api_key.encode() if api_key else None
-        if body_timeout_s is not None:
-            self.body_timeout_s = body_timeout_s
+        self.body_timeout_s = body_timeout_s
 
 
 class Guard:
@@ -74,7 +71,6 @@ class Guard:
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise
-            self._expired.discard(task)
             task.uncancel()  # the cancellation was ours, and is answered here
             timeout = self.config.body_timeout_s
             await _reply(
@@ -85,7 +81,7 @@ class Guard:
             )
         finally:
             self._reading.pop(task, None)
-            self._expired.discard(task)  # cancelled, but the app itself answered
+            self._expired.discard(task)  # answered 408 above, or by the app itself
 
     def _limited(self, receive, task):
         """Count bytes of a body sent without (or with a false) Content-Length, and take the
