@@ -49,7 +49,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
 
 
 def make_input(rows: int, fmt: str, folder: Path) -> Path:
-    from components import datagen
+    from components.data import datagen
 
     config = datagen.GeneratorConfig(rows=rows, days=90, start=date(2026, 1, 1), seed=1)
     frame = datagen.generate(config).frame.drop(columns=["label_time"])
@@ -62,11 +62,11 @@ def make_input(rows: int, fmt: str, folder: Path) -> Path:
 
 
 def in_process_breakdown(path: Path, store_dir: Path) -> dict[str, float]:
-    from components import ingest, profiling
-    from components.problem import load_problem
-    from components.snapshot import content_id, write_quarantine, write_snapshot
-    from components.store import LocalStore
-    from components.validation import validate_frame
+    from components.core.problem import load_problem
+    from components.core.store import LocalStore
+    from components.data import ingest, profiling
+    from components.data.snapshot import content_id, write_quarantine, write_snapshot
+    from components.data.validation import validate_frame
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     store = LocalStore(store_dir)

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import FastAPI, Request, Response
 
-from components.online import OnlineModel
-from components.serving import RequestError
+from components.serving.contract import RequestError
+from components.serving.online import OnlineModel
 
 state: dict = {}
 

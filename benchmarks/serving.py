@@ -74,9 +74,11 @@ def ensure_hey() -> str:
 
 def make_model(folder: Path) -> tuple[Path, list[dict]]:
     """Train a model on generated data and lay it out as the service's model folder."""
-    from components import datagen, provenance, training
-    from components.problem import load_problem
-    from components.validation import validate_frame
+    from components.core import provenance
+    from components.core.problem import load_problem
+    from components.data import datagen
+    from components.data.validation import validate_frame
+    from components.model import training
     from flows.deployment import _record
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
@@ -272,7 +274,7 @@ def cost_cell(ratios: list[float], cost) -> str:
 
 
 def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> dict[int, float]:
-    from components.online import OnlineModel
+    from components.serving.online import OnlineModel
 
     online = OnlineModel.open(model_dir)
     parsed = online.validator.validate_each(records)[0]
@@ -295,10 +297,10 @@ def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int =
     The journal's rows are then replayed (as bentos/replayer.py does, profiles included) and
     that CPU is shown per call too. The median round is shown: steadier than the HTTP
     figures, with no client and no server."""
-    from components.capture import Capture, CaptureConfig
-    from components.journal import Journal, Replayer
-    from components.online import OnlineModel, ServingOptions
-    from components.store import LocalStore
+    from components.capture.buffer import Capture, CaptureConfig
+    from components.capture.journal import Journal, Replayer
+    from components.core.store import LocalStore
+    from components.serving.online import OnlineModel, ServingOptions
 
     out = {}
     for size in (1, 100):

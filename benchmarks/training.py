@@ -32,11 +32,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def prepare(rows: int, store_dir: Path) -> str:
-    from components import datagen, profiling
-    from components.problem import load_problem
-    from components.snapshot import write_snapshot
-    from components.store import LocalStore
-    from components.validation import validate_frame
+    from components.core.problem import load_problem
+    from components.core.store import LocalStore
+    from components.data import datagen, profiling
+    from components.data.snapshot import write_snapshot
+    from components.data.validation import validate_frame
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     config = datagen.GeneratorConfig(rows=rows, days=90, start=date(2026, 1, 1), seed=1)
@@ -58,10 +58,10 @@ def prepare(rows: int, store_dir: Path) -> str:
 def plain(store_dir: Path, snapshot_id: str, seed: int, threads: int) -> tuple[float, int]:
     import xgboost as xgb
 
-    from components import training
-    from components.problem import load_problem
-    from components.snapshot import read_snapshot
-    from components.store import LocalStore
+    from components.core.problem import load_problem
+    from components.core.store import LocalStore
+    from components.data.snapshot import read_snapshot
+    from components.model import training
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     params = training.TrainParams()

@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import psutil
 
-from components.registry import Registry
+from components.model.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "mlops-model"
@@ -120,7 +120,7 @@ def build_bento(tag: str, *, version_label: str) -> str:
         name="mlops-prediction",
         version=version_label,
         build_ctx=str(ROOT),
-        include=["bentos/*.py", "bentos/requirements-serving.in", "components/*.py"],
+        include=["bentos/*.py", "bentos/requirements-serving.in", "components/**/*.py"],
         labels={"model": tag},
         python={"packages": pinned_requirements()},
         # The bento holds only this model, so the service's default tag

@@ -1,5 +1,5 @@
 """The capture replayer: a process beside each serving worker that turns the worker's
-journal into captured rows and profiles (components.journal), at idle CPU priority.
+journal into captured rows and profiles (components.capture.journal), at idle CPU priority.
 
     python -m bentos.replayer --model-dir DIR --folder JOURNAL --owner PID
 
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from components.capture import Capture
-    from components.journal import Entry
-    from components.online import OnlineModel
-    from components.problem import ProblemSpec
+    from components.capture.buffer import Capture
+    from components.capture.journal import Entry
+    from components.core.problem import ProblemSpec
+    from components.serving.online import OnlineModel
 
 
 logger = logging.getLogger("bentos.replayer")
@@ -84,7 +84,7 @@ class _Models:
         self.capture = first.capture = capture_for(first.spec)
 
     def model(self, *, flag_unknown: bool) -> OnlineModel:
-        from components.online import OnlineModel, ServingOptions
+        from components.serving.online import OnlineModel, ServingOptions
 
         online = self._open.get(flag_unknown)
         if online is None:
@@ -106,10 +106,10 @@ class _Models:
 
 def run(model_dir: Path, folder: Path, owner: int, *, poll_s: float = 0.5) -> None:
     # Imported here, not at the top: main() must handle signals before these imports.
-    from components.capture import Capture, CaptureConfig
-    from components.journal import Replayer, process_alive
-    from components.settings import Settings
-    from components.store import store_from_settings
+    from components.capture.buffer import Capture, CaptureConfig
+    from components.capture.journal import Replayer, process_alive
+    from components.core.settings import Settings
+    from components.core.store import store_from_settings
 
     settings = Settings()
     models = _Models(

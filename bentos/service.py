@@ -1,4 +1,4 @@
-"""The BentoML service: a thin HTTP adapter over `components.online.OnlineModel`.
+"""The BentoML service: a thin HTTP adapter over `components.serving.online.OnlineModel`.
 
 BentoML runs the workers, the health and readiness probes (/healthz, /livez, /readyz),
 metrics and packaging; the endpoints are a small Starlette app mounted in the service so
@@ -20,12 +20,12 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided four 
   MLOPS_SERVE_ACCESS_LOG=all: a line for every request was 1-3% of the server's CPU at
   32 clients, and successes are counted by the metrics and predictions stored by capture.
 
-Capture runs in each worker (components.capture), or, with MLOPS_CAPTURE_JOURNAL, each
+Capture runs in each worker (components.capture.buffer), or, with MLOPS_CAPTURE_JOURNAL, each
 worker only journals the requests it answered (one write per request) and starts a replayer
 process (bentos/replayer.py) that captures them at idle CPU priority; on shutdown the worker
 then waits for its replayer to store the last segment.
 
-Configuration comes from MLOPS_* variables (components.settings.Settings); the model is the
+Configuration comes from MLOPS_* variables (components.core.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
 """
 
@@ -51,13 +51,13 @@ from starlette.routing import Route
 
 from bentos import replayer
 from bentos.guard import BodyTooLargeError, Guard, GuardConfig
-from components.capture import Capture, CaptureConfig
-from components.journal import Journal, spool_folder
-from components.online import OnlineModel, ServingOptions
-from components.problem import ProblemSpec
-from components.serving import RequestError
-from components.settings import SERVE_TIMEOUT_S, TRUE_WORDS, Settings, access_log_mode
-from components.store import LocalStore, Store, store_from_settings
+from components.capture.buffer import Capture, CaptureConfig
+from components.capture.journal import Journal, spool_folder
+from components.core.problem import ProblemSpec
+from components.core.settings import SERVE_TIMEOUT_S, TRUE_WORDS, Settings, access_log_mode
+from components.core.store import LocalStore, Store, store_from_settings
+from components.serving.contract import RequestError
+from components.serving.online import OnlineModel, ServingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _tracing(enabled: bool) -> dict:
 
 
 # Read when BentoML loads this module, as its service configuration must be; see
-# components.settings.Settings for what each variable means.
+# components.core.settings.Settings for what each variable means.
 @bentoml.service(
     name="mlops_prediction",
     workers=int(os.environ.get("MLOPS_SERVE_WORKERS", "2")),

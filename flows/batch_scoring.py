@@ -3,7 +3,7 @@ version, in chunks, through the online service's validation.
 
 The model is read through the registry (its checksum verified), the input is fetched to a
 temp folder (an s3:// input is downloaded with boto3, a snapshot verified against its
-manifest) and `components.scoring.score_table` writes the predictions and rejected rows.
+manifest) and `components.serving.batch.score_table` writes the predictions and rejected rows.
 They are kept at a local `*.parquet` path, or stored under
 
     <output>/<problem>/<version>/<input_id>/{predictions,rejected}.parquet, summary.json
@@ -23,13 +23,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
-from components import scoring
-from components.ingest import check_source
-from components.problem import ProblemSpec, load_problem
-from components.registry import Registry
-from components.serving import Predictor, Validator
-from components.settings import Settings
-from components.store import Store, make_s3_client, store_from_settings, validate_key
+from components.core.problem import ProblemSpec, load_problem
+from components.core.settings import Settings
+from components.core.store import Store, make_s3_client, store_from_settings, validate_key
+from components.data.ingest import check_source
+from components.model.registry import Registry
+from components.serving import batch as scoring
+from components.serving.contract import Predictor, Validator
 from flows.tasks import task
 
 

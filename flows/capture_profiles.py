@@ -3,7 +3,7 @@ prediction capture, run as a scheduled job instead of in the serving workers.
 
 The service captures rows to Parquet chunks; by default (`MLOPS_CAPTURE_PROFILES=false`) its
 workers do not profile them, which keeps whylogs' CPU off the request path. This flow
-profiles every chunk no earlier run profiled (`components.capture.profile_captures`), one
+profiles every chunk no earlier run profiled (`components.capture.buffer.profile_captures`), one
 profile per window, stored where monitoring reads window profiles. Run it every few
 minutes: each run is incremental, and a run that dies is redone by the next without
 counting rows twice. Runs of one problem never overlap: each holds a lease in the store,
@@ -19,10 +19,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, field_validator
 
-from components.capture import ProfiledWindow, parse_window, profile_captures
-from components.problem import load_problem
-from components.settings import Settings
-from components.store import store_from_settings
+from components.capture.buffer import ProfiledWindow, parse_window, profile_captures
+from components.core.problem import load_problem
+from components.core.settings import Settings
+from components.core.store import store_from_settings
 
 
 class CaptureProfileParams(BaseModel):

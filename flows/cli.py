@@ -52,17 +52,17 @@ SCENARIO_HELP = (
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from components.ingest import DataSourceError
-    from components.problem import ProblemSpecError
-    from components.registry import RegistryError
-    from components.snapshot import NoSnapshotError
-    from components.store import StoreError
-    from components.training import SplitError
-    from components.validation import (
+    from components.core.problem import ProblemSpecError
+    from components.core.store import StoreError
+    from components.data.ingest import DataSourceError
+    from components.data.snapshot import NoSnapshotError
+    from components.data.validation import (
         EmptyDataError,
         QuarantineThresholdError,
         SchemaMismatchError,
     )
+    from components.model.registry import RegistryError
+    from components.model.training import SplitError
 
     return (
         ProblemSpecError,
@@ -110,7 +110,7 @@ def data_generate(
     by_day: bool = typer.Option(False, help="Write one file per day into the --out folder."),
 ) -> None:
     """Write generated churn data (daily batches, delayed labels, drift scenarios)."""
-    from components import datagen
+    from components.data import datagen
 
     suffix = ".parquet" if by_day else out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
@@ -149,7 +149,7 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _select(frame, kind: Kind, cutoff: datetime):
-    from components import datagen
+    from components.data import datagen
 
     if kind is Kind.training:
         return datagen.training_rows(frame, cutoff)
@@ -186,8 +186,8 @@ def data_prep(
     drift_day: int = typer.Option(60, min=0, help="Day the scenario starts (no --input)."),
 ) -> None:
     """Validate data against the problem, quarantine bad rows, and write a snapshot."""
-    from components.ingest import check_source
-    from components.problem import load_problem
+    from components.core.problem import load_problem
+    from components.data.ingest import check_source
     from flows.data_prep import DataPrepParams, GeneratedInput
     from flows.data_prep import data_prep as data_prep_flow
 
@@ -234,7 +234,7 @@ def train(
     """Tune, train, evaluate and gate a model on a snapshot; register it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from components.problem import load_problem
+    from components.core.problem import load_problem
     from flows.progress import listening
     from flows.training import TrainingParams
     from flows.training import train as train_flow
@@ -299,10 +299,10 @@ def _print_training(result) -> None:
 
 
 def _registry(problem: Path, store: str | None):
-    from components.problem import load_problem
-    from components.registry import Registry
-    from components.settings import Settings
-    from components.store import store_from_settings
+    from components.core.problem import load_problem
+    from components.core.settings import Settings
+    from components.core.store import store_from_settings
+    from components.model.registry import Registry
 
     spec = load_problem(problem)
     return Registry(store_from_settings(Settings(), store), spec.name)
@@ -466,7 +466,7 @@ def package(
 
 def _ship_errors() -> tuple[type[Exception], ...]:
     from bentos.packaging import SmokeTestError
-    from components.deploy_aws import DeployError
+    from components.deploy.aws import DeployError
 
     return (SmokeTestError, DeployError, ValueError)
 

@@ -13,11 +13,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from components import datagen, ingest, profiling, validation
-from components.problem import ProblemSpec, load_problem
-from components.settings import Settings
-from components.snapshot import SnapshotManifest, content_id, write_quarantine, write_snapshot
-from components.store import Store, make_s3_client, store_from_settings
+from components.core.problem import ProblemSpec, load_problem
+from components.core.settings import Settings
+from components.core.store import Store, make_s3_client, store_from_settings
+from components.data import datagen, ingest, profiling, validation
+from components.data.snapshot import SnapshotManifest, content_id, write_quarantine, write_snapshot
 from flows.tasks import task
 
 

@@ -24,12 +24,12 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from bentos import packaging
-from components import training
-from components.problem import ProblemSpec, load_problem
-from components.registry import Registry, RegistryError
-from components.settings import Settings
-from components.snapshot import read_snapshot
-from components.store import Store, store_from_settings
+from components.core.problem import ProblemSpec, load_problem
+from components.core.settings import Settings
+from components.core.store import Store, store_from_settings
+from components.data.snapshot import read_snapshot
+from components.model import training
+from components.model.registry import Registry, RegistryError
 from flows.tasks import task
 
 
@@ -278,7 +278,7 @@ def deploy_local(params: DeployParams, problem: str, bento: str | None) -> dict:
 
 @task
 def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict:
-    from components.deploy_aws import LambdaTarget, deploy_lambda
+    from components.deploy.aws import LambdaTarget, deploy_lambda
 
     _require(params, "image_uri", "role_arn", "function_name", "repository")
     target = LambdaTarget(
@@ -304,7 +304,7 @@ def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict:
 
 @task
 def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) -> dict:
-    from components.deploy_aws import SageMakerTarget, deploy_sagemaker
+    from components.deploy.aws import SageMakerTarget, deploy_sagemaker
 
     _require(params, "image_uri", "role_arn", "endpoint_name")
     target = SageMakerTarget(

@@ -19,13 +19,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
-from components import evaluation, gate, plots, provenance, training, tuning
-from components.model_card import ModelCard, render_html, render_markdown
-from components.problem import ProblemSpec, load_problem
-from components.registry import Registry
-from components.settings import Settings
-from components.snapshot import NoSnapshotError, latest_snapshot_id, read_snapshot
-from components.store import Store, store_from_settings
+from components.core import provenance
+from components.core.problem import ProblemSpec, load_problem
+from components.core.settings import Settings
+from components.core.store import Store, store_from_settings
+from components.data.snapshot import NoSnapshotError, latest_snapshot_id, read_snapshot
+from components.model import evaluation, gate, plots, training, tuning
+from components.model.model_card import ModelCard, render_html, render_markdown
+from components.model.registry import Registry
 from flows.progress import report_progress
 from flows.tasks import task
 

@@ -52,9 +52,11 @@ def served_model(tmp_path_factory) -> ServedModel:
     """A small trained model laid out as a packaged version and imported into BentoML."""
     import bentoml
 
-    from components import datagen, provenance, training
-    from components.problem import load_problem
-    from components.validation import validate_frame
+    from components.core import provenance
+    from components.core.problem import load_problem
+    from components.data import datagen
+    from components.data.validation import validate_frame
+    from components.model import training
     from flows.deployment import _record
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")

@@ -2,9 +2,9 @@
 
 Put on PYTHONPATH with MLOPS_PROBE_DIR set, Python imports it at start-up in every process
 of a `bentoml serve` (this is what `sitecustomize` is for). Once the service has imported
-components.online and components.capture, it wraps the methods whose CPU it attributes and
-times them with the calling thread's CPU clock; garbage collections are timed through
-gc.callbacks. Every second it writes what it has summed to MLOPS_PROBE_DIR/<pid>.json. Each
+components.serving.online and components.capture.buffer, it wraps the methods whose CPU
+it attributes and times them with the calling thread's CPU clock; garbage collections are
+timed through gc.callbacks. Every second it writes what it has summed to MLOPS_PROBE_DIR/<pid>.json. Each
 timed call costs about 2 µs of clock reads (two syscalls), which the totals include.
 """
 
@@ -50,11 +50,14 @@ def _timed(owner: object, name: str, key: str, count: bool = False) -> None:
 def _install() -> None:
     # Wait for the service's own imports (a module is in sys.modules before it is complete).
     while not (
-        hasattr(sys.modules.get("components.online"), "OnlineModel")
-        and hasattr(sys.modules.get("components.capture"), "Capture")
+        hasattr(sys.modules.get("components.serving.online"), "OnlineModel")
+        and hasattr(sys.modules.get("components.capture.buffer"), "Capture")
     ):
         time.sleep(0.05)
-    online, capture = sys.modules["components.online"], sys.modules["components.capture"]
+    online, capture = (
+        sys.modules["components.serving.online"],
+        sys.modules["components.capture.buffer"],
+    )
     _timed(online.OnlineModel, "predict", "predict", count=True)
     _timed(online.OnlineModel, "_capture", "request_path")
     _timed(capture.Capture, "_flush", "flusher")

@@ -56,7 +56,7 @@ def event(
 
 def main() -> None:
     records = json.loads(sys.argv[1])
-    import components.online as online
+    import components.serving.online as online
 
     loads = []
     original = online.OnlineModel.open.__func__

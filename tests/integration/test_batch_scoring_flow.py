@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from components import datagen, scoring
-from components.registry import Registry
-from components.snapshot import read_snapshot
-from components.store import LocalStore, open_store
+from components.core.store import LocalStore, open_store
+from components.data import datagen
+from components.data.snapshot import read_snapshot
+from components.model.registry import Registry
+from components.serving import batch as scoring
 from flows.batch_scoring import BatchScoringParams, batch_score
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.training import TrainingParams, train

@@ -158,10 +158,10 @@ def test_prep_generated_data(tmp_path):
 
 
 def test_profile_captures_profiles_new_chunks_once(tmp_path):
-    from components.capture import Capture, profile_windows, window_profiles
-    from components.problem import load_problem
-    from components.profiling import profile_summary
-    from components.store import LocalStore
+    from components.capture.buffer import Capture, profile_windows, window_profiles
+    from components.core.problem import load_problem
+    from components.core.store import LocalStore
+    from components.data.profiling import profile_summary
 
     store = LocalStore(tmp_path / "store")
     spec = load_problem(CHURN)
@@ -187,7 +187,7 @@ def test_profile_captures_profiles_new_chunks_once(tmp_path):
     bad = runner.invoke(app, [*args, "--window", "90s"])
     assert bad.exit_code == 2
     assert "90s" in bad.output
-    from components.capture import _Lease, utc_now
+    from components.capture.buffer import _Lease, utc_now
 
     _Lease(store, "profiles/churn/_lease", 600, utc_now)  # another run in progress
     busy = runner.invoke(app, args)

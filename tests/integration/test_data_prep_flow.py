@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components import datagen
-from components.snapshot import latest_snapshot_id, read_snapshot
-from components.store import LocalStore, open_store
-from components.validation import EmptyDataError, QuarantineThresholdError
+from components.core.store import LocalStore, open_store
+from components.data import datagen
+from components.data.snapshot import latest_snapshot_id, read_snapshot
+from components.data.validation import EmptyDataError, QuarantineThresholdError
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 
 CHURN = Path(__file__).parents[2] / "problems" / "churn.yaml"

@@ -31,7 +31,7 @@ from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 
-from components.deploy_aws import (
+from components.deploy.aws import (
     DeployError,
     LambdaTarget,
     SageMakerTarget,

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from components.deploy_aws import ensure_repository
+from components.deploy.aws import ensure_repository
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.deployment import DeployParams, deploy
 from flows.training import TrainingParams, train

@@ -10,7 +10,7 @@ import pytest
 
 import flows.deployment as deployment
 from bentos.packaging import SmokeTestError
-from components.store import LocalStore
+from components.core.store import LocalStore
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.training import TrainingParams, train
 

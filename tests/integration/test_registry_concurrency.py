@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from components.registry import HistoryEntry, Registry
-from components.store import LocalStore, PointerConflictError, S3Store, Store, make_s3_client
+from components.core.store import LocalStore, PointerConflictError, S3Store, Store, make_s3_client
+from components.model.registry import HistoryEntry, Registry
 
 PROBLEM = "churn"
 S3_PREFIX = "registry-race"

@@ -100,8 +100,8 @@ def test_feedback_is_idempotent_and_conflicts_are_409(client):
 
 
 def test_captured_rows_reach_the_store(app, served_model, monkeypatch, tmp_path):
-    from components.capture import read_captures, read_feedback
-    from components.store import LocalStore
+    from components.capture.buffer import read_captures, read_feedback
+    from components.core.store import LocalStore
 
     with _client(app, monkeypatch, tmp_path) as c:
         answers = c.post("/predict", json={"records": served_model.records[:10]}).json()
@@ -149,8 +149,8 @@ def test_unknown_categories_can_be_flagged_instead(app, monkeypatch, tmp_path):
 
 
 def test_flagged_requests_are_captured_as_sent(app, served_model, monkeypatch, tmp_path):
-    from components.capture import read_captures
-    from components.store import LocalStore
+    from components.capture.buffer import read_captures
+    from components.core.store import LocalStore
 
     records = [*served_model.records[:9], {**GOOD, "region": "atlantis"}]  # columnar path
     env = {"MLOPS_SERVE_FLAG_UNKNOWN_CATEGORIES": "true"}
@@ -206,7 +206,7 @@ def test_access_log_keeps_only_failures_by_default(app, service_module, monkeypa
     [("errors", "errors"), ("ALL", "all"), ("off", "off"), ("true", "all"), ("false", "off")],
 )
 def test_access_log_setting(given, mode, monkeypatch):
-    from components.settings import Settings
+    from components.core.settings import Settings
 
     monkeypatch.setenv("MLOPS_SERVE_ACCESS_LOG", given)
     assert Settings().serve_access_log == mode
@@ -215,7 +215,7 @@ def test_access_log_setting(given, mode, monkeypatch):
 def test_a_wrong_access_log_setting_names_the_variable(monkeypatch):
     from pydantic import ValidationError
 
-    from components.settings import Settings
+    from components.core.settings import Settings
 
     monkeypatch.setenv("MLOPS_SERVE_ACCESS_LOG", "some")
     with pytest.raises(ValidationError, match="MLOPS_SERVE_ACCESS_LOG='some'"):
@@ -226,7 +226,7 @@ def test_a_wrong_access_log_setting_names_the_variable(monkeypatch):
 def test_the_body_deadline_must_come_before_bentomls_timeout(given, monkeypatch):
     from pydantic import ValidationError
 
-    from components.settings import Settings
+    from components.core.settings import Settings
 
     monkeypatch.setenv("MLOPS_SERVE_BODY_TIMEOUT_S", given)
     with pytest.raises(ValidationError, match="serve_body_timeout_s"):

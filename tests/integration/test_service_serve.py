@@ -15,8 +15,8 @@ import pytest
 from service_cases import BAD_REQUESTS, GOOD
 
 from bentos.packaging import serve
-from components.capture import read_captures
-from components.store import LocalStore
+from components.capture.buffer import read_captures
+from components.core.store import LocalStore
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from components.store import (
+from components.core.store import (
     KeyNotFoundError,
     ObjectExistsError,
     PointerConflictError,
@@ -323,7 +323,7 @@ def test_captured_chunks_are_profiled_once_on_s3(store: S3Store) -> None:
     """Capture and the profile job on S3: chunks, ledger, profile and lease through boto3."""
     from datetime import UTC, datetime
 
-    from components.capture import (
+    from components.capture.buffer import (
         Capture,
         ProfileJobBusyError,
         _Lease,
@@ -331,8 +331,8 @@ def test_captured_chunks_are_profiled_once_on_s3(store: S3Store) -> None:
         read_captures,
         window_profiles,
     )
-    from components.problem import load_problem
-    from components.profiling import profile_summary
+    from components.core.problem import load_problem
+    from components.data.profiling import profile_summary
 
     spec = load_problem(Path(__file__).parents[2] / "problems" / "churn.yaml")
     now = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)

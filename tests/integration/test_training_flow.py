@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components.registry import Registry
-from components.snapshot import NoSnapshotError
-from components.store import LocalStore
+from components.core.store import LocalStore
+from components.data.snapshot import NoSnapshotError
+from components.model.registry import Registry
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.training import TrainingParams, train
 
