@@ -4,8 +4,9 @@ Put on PYTHONPATH with MLOPS_PROBE_DIR set, Python imports it at start-up in eve
 of a `bentoml serve` (this is what `sitecustomize` is for). Once the service has imported
 components.serving.online and components.capture.buffer, it wraps the methods whose CPU
 it attributes and times them with the calling thread's CPU clock; garbage collections are
-timed through gc.callbacks. Every second it writes what it has summed to MLOPS_PROBE_DIR/<pid>.json. Each
-timed call costs about 2 µs of clock reads (two syscalls), which the totals include.
+timed through gc.callbacks. Every second it writes what it has summed to
+MLOPS_PROBE_DIR/<pid>.json. Each timed call costs about 2 µs of clock reads (two
+syscalls), which the totals include.
 """
 
 from __future__ import annotations

@@ -102,9 +102,9 @@ class Settings(BaseSettings):
         False,
         description="Workers only journal each answered request to local disk and a replayer "
         "process at idle priority captures it (components.capture.journal): nothing answered "
-        "is lost even if a worker is killed, for about twice the capture's CPU in all. Off: workers "
-        "capture themselves (measured cheaper here; keep it off on Lambda, where nothing runs "
-        "between invocations).",
+        "is lost even if a worker is killed, for about twice the capture's CPU in all. Off: "
+        "workers capture themselves (measured cheaper here; keep it off on Lambda, where "
+        "nothing runs between invocations).",
     )
     capture_spool: str | None = Field(
         None,
