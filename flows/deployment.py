@@ -24,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from bentos import packaging
+from components.core import keys
 from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
@@ -122,7 +123,7 @@ def smoke_test(
 def upload(store: Store, bento: str, problem: str, version: str) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         path = packaging.export_bento(bento, Path(scratch))
-        key = f"bentos/{problem}/{version}/{path.name}"
+        key = keys.bento(problem, version, path.name)
         store.put_file(key, path)
     get_run_logger().info("uploaded %s", store.uri(key))
     return key

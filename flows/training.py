@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
-from components.core import provenance
+from components.core import keys, provenance
 from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
@@ -273,11 +273,11 @@ def register(
         intended_use=INTENDED_USE,
         limitations=LIMITATIONS,
     )
-    manifest_key = f"snapshots/{spec.name}/{snapshot_id}/profile.bin"
+    profile_key = keys.snapshot(spec.name, snapshot_id, "profile.bin")
     files = {
         "model.ubj": training.model_bytes(model.booster),
         "problem.json": spec.model_dump_json(indent=2).encode(),
-        "reference_profile.bin": store.get_bytes(manifest_key),
+        "reference_profile.bin": store.get_bytes(profile_key),
         **{f"plots/{name}": png for name, png in figures.items()},
     }
     metadata = {

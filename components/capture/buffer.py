@@ -63,6 +63,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.core import keys
 from components.core.problem import ProblemSpec
 from components.core.store import (
     KeyNotFoundError,
@@ -88,9 +89,6 @@ _MICROSECOND = timedelta(microseconds=1)
 _WINDOW = re.compile(r"^(\d+)([mhd])$")
 _WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
-_PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
-_WINDOW_KEY = re.compile(r"/window=(\d{8}T\d{6}Z)/")
-_COMPACT = "%Y%m%dT%H%M%SZ"
 
 
 class FeedbackConflictError(Exception):
@@ -439,7 +437,7 @@ class Capture:
             )
         value = _label(label, classification=self.spec.is_classification)
         observed = _as_utc(observed_at if observed_at is not None else self.clock())
-        key = f"feedback/{self.spec.name}/{prediction_id}.json"
+        key = keys.feedback(self.spec.name, prediction_id)
         doc = {"prediction_id": prediction_id, "label": value, "observed_at": observed.isoformat()}
         try:
             self.store.put_json(key, doc, create_only=True)
@@ -566,7 +564,7 @@ class Capture:
         hour_us = 3_600_000_000
         for hour_key, part in _partitions(table, stamps // hour_us):
             hour = datetime.fromtimestamp(int(hour_key) * 3600, tz=UTC)
-            folder = f"captures/{self.spec.name}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+            folder = keys.capture_folder(self.spec.name, hour)
             for i in range(0, part.num_rows, self.config.chunk_rows):
                 chunk = part.slice(i, self.config.chunk_rows)
                 data = _parquet_bytes(chunk, self._layout)
@@ -598,7 +596,7 @@ class Capture:
                     running.rows,
                 )
                 continue
-            folder = _profile_folder(self.spec.name, start)
+            folder = keys.profile_window(self.spec.name, start)
             key = self._key(folder, ".bin")
             out.append(_Pending(key, data, 0, folder, ".bin", self._name is not None))
         self._profiles = {}
@@ -731,14 +729,14 @@ def _capture_keys(
     store: Store, problem: str, lo: datetime | None, hi: datetime | None
 ) -> list[str]:
     """The chunks of the hour partitions that overlap [lo, hi)."""
-    keys = []
-    for key in store.list(f"captures/{problem}/"):
-        hour = _partition_hour(key)
+    found = []
+    for key in store.list(keys.captures_prefix(problem)):
+        hour = keys.capture_hour(key)
         if hour is None:
             continue
         if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):
-            keys.append(key)
-    return keys
+            found.append(key)
+    return found
 
 
 def _within(frame: pd.DataFrame, lo: datetime | None, hi: datetime | None) -> pd.DataFrame:
@@ -754,7 +752,9 @@ def read_feedback(store: Store, problem: str) -> pd.DataFrame:
     """Every stored label of ``problem``: prediction_id, label, observed_at (UTC), sorted by
     observed_at."""
     docs = [
-        store.get_json(key) for key in store.list(f"feedback/{problem}/") if key.endswith(".json")
+        store.get_json(key)
+        for key in store.list(keys.feedback_prefix(problem))
+        if key.endswith(".json")
     ]
     frame = pd.DataFrame(docs, columns=list(FEEDBACK_COLUMNS))
     frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True, format="ISO8601")
@@ -763,16 +763,14 @@ def read_feedback(store: Store, problem: str) -> pd.DataFrame:
 
 def profile_windows(store: Store, problem: str) -> list[datetime]:
     """The start of every window that has at least one capture profile, oldest first."""
-    found = {
-        m.group(1) for key in store.list(f"profiles/{problem}/") if (m := _WINDOW_KEY.search(key))
-    }
-    return sorted(datetime.strptime(s, _COMPACT).replace(tzinfo=UTC) for s in found)
+    found = {keys.profile_window_start(key) for key in store.list(keys.profiles_prefix(problem))}
+    return sorted(found - {None})
 
 
 def window_profiles(store: Store, problem: str, window_start: datetime) -> list[bytes]:
     """The serialised profiles written for the window starting at ``window_start``; merge
     them with :func:`components.data.profiling.merge_profiles`."""
-    folder = _profile_folder(problem, window_start) + "/"
+    folder = keys.profile_window(problem, window_start) + "/"
     return [store.get_bytes(key) for key in store.list(folder) if key.endswith(".bin")]
 
 
@@ -1226,7 +1224,7 @@ def profile_captures(
     the running profiles of one hour's windows, whatever the history.
     """
     width = parse_window(window)
-    lease = _Lease(store, f"profiles/{spec.name}/_lease", lease_s, clock)
+    lease = _Lease(store, keys.profile_lease(spec.name), lease_s, clock)
     try:
         return _profile_new_chunks(store, spec, width, since, until, lease)
     finally:
@@ -1249,7 +1247,7 @@ def _profile_new_chunks(
     # Which windows each chunk's hour partition overlaps.
     by_window: dict[datetime, list[str]] = {}
     for key in _capture_keys(store, spec.name, lo, hi + width if hi is not None else None):
-        hour = _partition_hour(key)
+        hour = keys.capture_hour(key)
         start = window_start(hour, width)
         while start < hour + timedelta(hours=1):
             if (lo is None or start >= lo) and (hi is None or start < hi):
@@ -1259,8 +1257,8 @@ def _profile_new_chunks(
     results: dict[datetime, ProfiledWindow] = {}
     todo: dict[datetime, list[str]] = {}  # window: its chunks not profiled yet
     windows_of: dict[str, list[datetime]] = {}  # the same, chunk: its windows
-    for start, keys in sorted(by_window.items()):
-        folder = _profile_folder(spec.name, start)
+    for start, chunk_keys in sorted(by_window.items()):
+        folder = keys.profile_window(spec.name, start)
         profiled, foreign = _profiled_chunks(store, folder)
         if foreign:
             results[start] = ProfiledWindow(
@@ -1272,7 +1270,7 @@ def _profile_new_chunks(
                 f"workers (e.g. {foreign[0]}); profiling its chunks too would count them twice",
             )
             continue
-        new = [k for k in keys if k not in profiled]
+        new = [k for k in chunk_keys if k not in profiled]
         if new:
             todo[start] = new
             for key in new:
@@ -1287,7 +1285,7 @@ def _profile_new_chunks(
     # keeps what it finished.
     running: dict[datetime, profiling.RunningProfile] = {}
     for key in sorted(windows_of):
-        hour = _partition_hour(key)
+        hour = keys.capture_hour(key)
         for start in [s for s in running if s + width <= hour]:
             lease.renew()
             results[start] = _finish_window(store, spec, start, todo[start], running.pop(start))
@@ -1309,14 +1307,14 @@ def _finish_window(
     store: Store,
     spec: ProblemSpec,
     start: datetime,
-    keys: list[str],
+    chunks: list[str],
     running: profiling.RunningProfile,
 ) -> ProfiledWindow:
     """Write the ledger of the chunks profiled into a window, then their profile."""
-    keys = sorted(keys)
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-    name = f"{_profile_folder(spec.name, start)}/{_LEDGER}{digest}"
-    ledger = {"window": start.isoformat(), "rows": running.rows, "chunks": keys}
+    chunks = sorted(chunks)
+    digest = hashlib.sha256("\n".join(chunks).encode()).hexdigest()[:20]
+    name = f"{keys.profile_window(spec.name, start)}/{_LEDGER}{digest}"
+    ledger = {"window": start.isoformat(), "rows": running.rows, "chunks": chunks}
     # Taken: an earlier run of the same chunks died before its profile; finish it.
     with contextlib.suppress(ObjectExistsError):
         store.put_json(f"{name}.json", ledger, create_only=True)
@@ -1326,7 +1324,7 @@ def _finish_window(
         # Taken: written by a run of the same chunks at the same time.
         with contextlib.suppress(ObjectExistsError):
             store.put_bytes(key, running.serialize(), create_only=True)
-    return ProfiledWindow(start, len(keys), running.rows, key)
+    return ProfiledWindow(start, len(chunks), running.rows, key)
 
 
 def profile_captured_window(
@@ -1343,18 +1341,6 @@ def profile_captured_window(
                 raise ValueError(f"window {begin.isoformat()} not profiled: {done.skipped}")
             return done.key
     return None
-
-
-def _partition_hour(key: str) -> datetime | None:
-    """The hour partition a capture chunk's key names (None: not a chunk's key)."""
-    match = _PARTITION.search(key)
-    if not match:
-        return None
-    return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:00:00+00:00")
-
-
-def _profile_folder(problem: str, start: datetime) -> str:
-    return f"profiles/{problem}/window={_as_utc(start).strftime(_COMPACT)}"
 
 
 def _profiled_chunks(store: Store, folder: str) -> tuple[set[str], list[str]]:

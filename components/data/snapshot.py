@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from components.core import keys
 from components.core.problem import ProblemSpec
 from components.core.store import KeyNotFoundError, ObjectExistsError, PointerConflictError, Store
 
@@ -69,10 +70,6 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def snapshot_prefix(problem: str, snapshot_id: str) -> str:
-    return f"snapshots/{problem}/{snapshot_id}"
-
-
 def write_quarantine(
     store: Store, spec: ProblemSpec, input_id: str, rows: pd.DataFrame, report: dict
 ) -> tuple[str, str | None]:
@@ -81,13 +78,13 @@ def write_quarantine(
     Keyed by the id of the whole input, so running the same input twice writes nothing new.
     The rows' key is None when no row was quarantined (the report is still stored).
     """
-    prefix = f"quarantine/{spec.name}/{input_id}"
-    report_key = f"{prefix}/report.json"
+    report_key = keys.quarantine(spec.name, input_id, "report.json")
     _put_once(store, report_key, json.dumps(report, indent=2, default=str).encode())
     if rows.empty:
         return report_key, None
-    _put_once(store, f"{prefix}/rows.parquet", to_parquet_bytes(_text_objects(rows)))
-    return report_key, f"{prefix}/rows.parquet"
+    rows_key = keys.quarantine(spec.name, input_id, "rows.parquet")
+    _put_once(store, rows_key, to_parquet_bytes(_text_objects(rows)))
+    return report_key, rows_key
 
 
 def write_snapshot(
@@ -108,32 +105,35 @@ def write_snapshot(
     Writing the same snapshot again is a no-op that returns the manifest already stored.
     """
     snapshot_id = snapshot_id or content_id(valid, spec.schema_version)
-    prefix = snapshot_prefix(spec.name, snapshot_id)
+
+    def key(name: str) -> str:
+        return keys.snapshot(spec.name, snapshot_id, name)
+
     try:
-        existing = SnapshotManifest.model_validate(store.get_json(f"{prefix}/manifest.json"))
+        existing = SnapshotManifest.model_validate(store.get_json(key("manifest.json")))
     except KeyNotFoundError:
         existing = None
     if existing is None:
         data = to_parquet_bytes(valid)
-        _put_once(store, f"{prefix}/data.parquet", data)
-        _put_once(store, f"{prefix}/profile.bin", profile)
+        _put_once(store, key("data.parquet"), data)
+        _put_once(store, key("profile.bin"), profile)
         manifest = _manifest(spec, valid, snapshot_id, source, data, quarantined_rows, now)
         manifest = manifest.model_copy(
             update={"quarantine_key": quarantine_key, "validation_key": validation_key}
         )
-        _put_once(store, f"{prefix}/manifest.json", manifest.model_dump_json(indent=2).encode())
+        _put_once(store, key("manifest.json"), manifest.model_dump_json(indent=2).encode())
         existing = manifest
     _point_latest(store, spec.name, snapshot_id)
     return existing
 
 
 def latest_snapshot_id(store: Store, problem: str) -> str | None:
-    pointer = store.read_pointer(f"snapshots/{problem}/LATEST")
+    pointer = store.read_pointer(keys.latest_snapshot(problem))
     return json.loads(pointer.value)["snapshot_id"] if pointer else None
 
 
 def read_manifest(store: Store, problem: str, snapshot_id: str) -> SnapshotManifest:
-    key = f"{snapshot_prefix(problem, snapshot_id)}/manifest.json"
+    key = keys.snapshot(problem, snapshot_id, "manifest.json")
     return SnapshotManifest.model_validate(store.get_json(key))
 
 
@@ -152,7 +152,6 @@ def read_snapshot(store: Store, problem: str, snapshot_id: str) -> pd.DataFrame:
 
 def _manifest(spec, valid, snapshot_id, source, data, quarantined_rows, now) -> SnapshotManifest:
     times = valid[spec.event_time_column]
-    prefix = snapshot_prefix(spec.name, snapshot_id)
     return SnapshotManifest(
         snapshot_id=snapshot_id,
         problem=spec.name,
@@ -163,9 +162,9 @@ def _manifest(spec, valid, snapshot_id, source, data, quarantined_rows, now) -> 
         columns={str(k): str(v) for k, v in valid.dtypes.items()},
         event_time_min=times.min().isoformat() if len(valid) else None,
         event_time_max=times.max().isoformat() if len(valid) else None,
-        data_key=f"{prefix}/data.parquet",
+        data_key=keys.snapshot(spec.name, snapshot_id, "data.parquet"),
         data_sha256=hashlib.sha256(data).hexdigest(),
-        profile_key=f"{prefix}/profile.bin",
+        profile_key=keys.snapshot(spec.name, snapshot_id, "profile.bin"),
         quarantine_key=None,
         validation_key=None,
         created_at=(now or datetime.now(UTC)).isoformat(),
@@ -180,7 +179,7 @@ def _put_once(store: Store, key: str, data: bytes) -> None:
 
 
 def _point_latest(store: Store, problem: str, snapshot_id: str) -> None:
-    key = f"snapshots/{problem}/LATEST"
+    key = keys.latest_snapshot(problem)
     body = json.dumps({"snapshot_id": snapshot_id, "at": datetime.now(UTC).isoformat()}).encode()
     for _ in range(_POINTER_RETRIES):
         current = store.read_pointer(key)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from components.core import keys
 from components.core.provenance import sha256_hex
 from components.core.store import (
     KeyNotFoundError,
@@ -140,7 +141,7 @@ class Registry:
         self._clock = clock
         self._max_tries = max_tries
         self._sleep = sleep
-        self._doc_key = f"models/{problem}/registry.json"
+        self._doc_key = keys.registry(problem)
 
     def __repr__(self) -> str:
         return f"Registry({self.problem!r}, {self.store.url!r})"
@@ -450,12 +451,12 @@ class Registry:
         return self._clock().isoformat()
 
     def _file_key(self, version: str, name: str) -> str:
-        return f"models/{self.problem}/versions/{version}/{name}"
+        return keys.model_version(self.problem, version, name)
 
     def _where(self, version: str | None = None) -> str:
         if version is None:
             return f"the registry of problem {self.problem!r} ({self.store.uri(self._doc_key)})"
-        uri = self.store.uri(f"models/{self.problem}/versions/{version}")
+        uri = self.store.uri(keys.model_version(self.problem, version))
         return f"version {version} of problem {self.problem!r} ({uri})"
 
     def _check_version_id(self, version: str) -> None:

@@ -1,0 +1,122 @@
+"""Every store key, built in one place.
+
+The store is a flat namespace of keys; this module is the only one that spells them, so the
+layout below is the whole contract between the writers and the readers::
+
+    snapshots/<problem>/<snapshot_id>/{data.parquet,profile.bin,manifest.json}
+    snapshots/<problem>/LATEST                        pointer to the newest snapshot (CAS)
+    quarantine/<problem>/<input_id>/{report.json,rows.parquet}
+    models/<problem>/registry.json                    versions, aliases, history (CAS)
+    models/<problem>/versions/<version>/<file>        a version's files, create-only
+    bentos/<problem>/<version>/<file>.bento           the smoke-tested bento
+    captures/<problem>/date=YYYY-MM-DD/hour=HH/<chunk>.parquet
+    feedback/<problem>/<prediction_id>.json
+    profiles/<problem>/window=YYYYMMDDTHHMMSSZ/<file>  whylogs profiles of a window
+    profiles/<problem>/_lease                         the profile job's lease (CAS)
+
+Functions return keys without a trailing slash; the ``*_prefix`` ones end in ``/`` and are
+meant for ``Store.list``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_COMPACT = "%Y%m%dT%H%M%SZ"
+_CAPTURE_HOUR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
+_WINDOW = re.compile(r"/window=(\d{8}T\d{6}Z)/")
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware times converted to UTC; naive ones are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# ------------------------------------------------------------------ data
+
+
+def snapshot(problem: str, snapshot_id: str, name: str | None = None) -> str:
+    """The snapshot's folder, or one of its files."""
+    folder = f"snapshots/{problem}/{snapshot_id}"
+    return folder if name is None else f"{folder}/{name}"
+
+
+def latest_snapshot(problem: str) -> str:
+    return f"snapshots/{problem}/LATEST"
+
+
+def quarantine(problem: str, input_id: str, name: str) -> str:
+    return f"quarantine/{problem}/{input_id}/{name}"
+
+
+# ------------------------------------------------------------------ models
+
+
+def registry(problem: str) -> str:
+    return f"models/{problem}/registry.json"
+
+
+def model_version(problem: str, version: str, name: str | None = None) -> str:
+    """A registered version's folder, or one of its files."""
+    folder = f"models/{problem}/versions/{version}"
+    return folder if name is None else f"{folder}/{name}"
+
+
+def bento(problem: str, version: str, name: str) -> str:
+    return f"bentos/{problem}/{version}/{name}"
+
+
+# ------------------------------------------------------------------ capture
+
+
+def captures_prefix(problem: str) -> str:
+    return f"captures/{problem}/"
+
+
+def capture_folder(problem: str, hour: datetime) -> str:
+    """The partition of the chunks whose rows were captured in ``hour`` (UTC)."""
+    hour = _utc(hour)
+    return f"captures/{problem}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+
+
+def capture_hour(key: str) -> datetime | None:
+    """The hour a capture chunk's key is partitioned under; None for any other key."""
+    m = _CAPTURE_HOUR.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+
+def feedback_prefix(problem: str) -> str:
+    return f"feedback/{problem}/"
+
+
+def feedback(problem: str, prediction_id: str) -> str:
+    return f"feedback/{problem}/{prediction_id}.json"
+
+
+# ------------------------------------------------------------------ profiles
+
+
+def profiles_prefix(problem: str) -> str:
+    return f"profiles/{problem}/"
+
+
+def profile_window(problem: str, start: datetime) -> str:
+    """The folder holding every profile of the window that starts at ``start``."""
+    return f"profiles/{problem}/window={_utc(start).strftime(_COMPACT)}"
+
+
+def profile_window_start(key: str) -> datetime | None:
+    """The window start a profile key is filed under; None for any other key."""
+    m = _WINDOW.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC)
+
+
+def profile_lease(problem: str) -> str:
+    return f"profiles/{problem}/_lease"
