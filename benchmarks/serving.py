@@ -79,7 +79,7 @@ def make_model(folder: Path) -> tuple[Path, list[dict]]:
     from components.data import datagen
     from components.data.validation import validate_frame
     from components.model import training
-    from flows.deployment import _record
+    from flows.packaging import _record
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     config = datagen.GeneratorConfig(rows=60_000, days=60, start=date(2026, 1, 1), seed=2)

@@ -5,7 +5,7 @@
 - `build_bento`: builds the service around that model with pinned requirements; the bento
   holds the generated Dockerfile under env/docker/ (`bentoml containerize` needs a Docker
   engine, which is optional here).
-- `export_bento`: writes the bento to one `.bento` file, which `flows/deployment.py`
+- `export_bento`: writes the bento to one `.bento` file, which `flows/packaging.py`
   uploads to the store with boto3 (no s3fs).
 - `smoke_test`: starts the built bento with `bentoml serve` on 127.0.0.1, waits for
   readiness, checks known answers against the registry model's own predictions and that a

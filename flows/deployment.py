@@ -1,170 +1,26 @@
-"""Packaging and deployment (lifecycle stage 5) as Prefect flows.
+"""Deployment (lifecycle stage 5) as a Prefect flow.
 
-`package`: the champion (or a given version) goes into BentoML's model store, the bento is
-built and smoke-tested on 127.0.0.1 (known answers against the registry model's own
-predictions, and a refused bad request); only then is it exported and uploaded to the store
-under bentos/<problem>/<version>/. A failed smoke test ships nothing.
-
-`deploy`: `local` runs `bentoml serve` as a managed process (start, status, stop); `lambda`
-and `sagemaker` roll an image out with boto3 (components/deploy_aws.py).
+`deploy`: `local` runs `bentoml serve` as a managed process (start, status, stop), after
+packaging; `lambda` and `sagemaker` roll an image out with boto3 (components/deploy/).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import pandas as pd
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow
 from pydantic import BaseModel, Field
 
 from bentos import packaging
-from components.core import keys
-from components.core.problem import ProblemSpec, load_problem
+from components.core.problem import load_problem
 from components.core.settings import Settings
-from components.core.store import Store, store_from_settings
-from components.data.snapshot import read_snapshot
-from components.model import training
-from components.model.registry import Registry, RegistryError
+from components.core.store import store_from_settings
+from components.model.registry import Registry
+from flows.packaging import PackageParams, package, resolve_version
 from flows.tasks import task
-
-
-class PackageParams(BaseModel):
-    problem: Path = Path("problems/churn.yaml")
-    version: str | None = Field(None, description="Registry version; None: the champion")
-    smoke_rows: int = Field(25, ge=1, le=1000)
-    store: str | None = None
-
-
-class PackageResult(BaseModel):
-    version: str
-    model_tag: str
-    bento_tag: str
-    bento_key: str
-    dockerfile: str
-    smoke: list[str]
-
-
-@task
-def resolve_version(registry: Registry, version: str | None) -> str:
-    chosen = version or registry.alias("champion")
-    if chosen is None:
-        raise RegistryError(
-            f"problem '{registry.problem}' has no champion yet: run `mlops "
-            "train` first, or name a version"
-        )
-    registry.verify(chosen)
-    return chosen
-
-
-@task
-def import_model(registry: Registry, version: str) -> str:
-    return packaging.import_model(registry, version)
-
-
-@task
-def build(tag: str) -> str:
-    bento = packaging.build_bento(tag, version_label=packaging.bento_version(tag))
-    get_run_logger().info("built %s (Dockerfile: %s)", bento, packaging.dockerfile(bento))
-    return bento
-
-
-def known_answers(
-    store: Store, registry: Registry, spec: ProblemSpec, version: str, rows: int
-) -> tuple[list[dict], np.ndarray]:
-    """Records from the version's snapshot and the registry model's own predictions on them
-    (through pandas, a different path from the service's)."""
-    meta = registry.metadata(version)
-    frame = read_snapshot(store, spec.name, meta["snapshot_id"])
-    sample = frame.sample(n=min(rows, len(frame)), random_state=0)
-    booster = training.load_model(registry.read_file(version, "model.ubj"))
-    expected = training.predict(booster, sample, spec)
-    return [_record(row, spec) for _, row in sample.iterrows()], expected
-
-
-def _record(row: pd.Series, spec: ProblemSpec) -> dict:
-    out = {}
-    for name in spec.input_features:
-        value = row[name]
-        if pd.isna(value):
-            out[name] = None
-        elif spec.features[name].type == "int":
-            out[name] = int(value)
-        elif spec.features[name].type == "float":
-            out[name] = float(value)
-        else:
-            out[name] = value
-    return out
-
-
-@task
-def smoke_test(
-    bento: str, store: Store, registry: Registry, spec: ProblemSpec, version: str, rows: int
-) -> list[str]:
-    records, expected = known_answers(store, registry, spec, version, rows)
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {"MLOPS_CAPTURE": "false", "MLOPS_STORE": scratch, "MLOPS_SERVE_API_KEY": ""}
-        running = packaging.serve(bento, env=env, workers=1)
-        try:
-            passed = packaging.smoke_test(running.url, records, expected)
-        finally:
-            running.stop()
-    for line in passed:
-        get_run_logger().info("smoke test: %s", line)
-    return passed
-
-
-@task
-def upload(store: Store, bento: str, problem: str, version: str) -> str:
-    with tempfile.TemporaryDirectory() as scratch:
-        path = packaging.export_bento(bento, Path(scratch))
-        key = keys.bento(problem, version, path.name)
-        store.put_file(key, path)
-    get_run_logger().info("uploaded %s", store.uri(key))
-    return key
-
-
-@flow(name="package")
-def package(params: PackageParams | None = None) -> PackageResult:
-    """Build, smoke-test and upload a bento for a registry version."""
-    params = params or PackageParams()
-    store = store_from_settings(Settings(), params.store)
-    spec = load_problem(params.problem)
-    registry = Registry(store, spec.name)
-    version = resolve_version(registry, params.version)
-    tag = import_model(registry, version)
-    bento = build(tag)
-    passed = smoke_test(bento, store, registry, spec, version, params.smoke_rows)
-    key = upload(store, bento, spec.name, version)
-    create_markdown_artifact(
-        markdown="\n".join(
-            [
-                f"## Bento `{bento}`",
-                "",
-                f"- model: `{tag}`",
-                f"- stored at: `{store.uri(key)}`",
-                "",
-                "Smoke test:",
-                "",
-                *[f"- {line}" for line in passed],
-            ]
-        ),
-        key=f"bento-{spec.name}",
-    )
-    return PackageResult(
-        version=version,
-        model_tag=tag,
-        bento_tag=bento,
-        bento_key=key,
-        dockerfile=str(packaging.dockerfile(bento)),
-        smoke=passed,
-    )
-
 
 # --- local target: a managed `bentoml serve` process ------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import flows.deployment as deployment
+import flows.packaging as deployment
 from bentos.packaging import SmokeTestError
 from components.core.store import LocalStore
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
