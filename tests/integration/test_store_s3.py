@@ -1,10 +1,10 @@
-"""The store contract on S3, against a moto server on 127.0.0.1 over real HTTP."""
+"""What only the S3 store has, against a moto server on 127.0.0.1 over real HTTP: the key
+prefix, multipart uploads, paging, missing buckets, versioned buckets, retries. The shared
+contract is test_store_contract.py."""
 
 from __future__ import annotations
 
-import multiprocessing
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +75,6 @@ def test_file_round_trip_small_and_multipart(store: S3Store, tmp_path: Path) -> 
     assert head["ETag"].endswith('-2"')  # really went through a multipart upload
 
 
-def test_exists_and_delete(store: S3Store) -> None:
-    store.put_bytes("k/v", b"1")
-
-    assert store.exists("k/v")
-    assert not store.exists("k")
-    store.delete("k/v")
-    store.delete("k/v")  # deleting a missing key is fine
-    assert not store.exists("k/v")
-    assert store.list() == []
-
-
 def test_list_pages_through_sorted_keys_relative_to_the_prefix(store: S3Store) -> None:
     keys = [f"snapshots/{i:02d}" for i in range(30)] + ["snapshots-old/z", "models/x"]
     for key in random.Random(1).sample(keys, len(keys)):
@@ -109,15 +98,6 @@ def test_list_pages_through_sorted_keys_relative_to_the_prefix(store: S3Store) -
 # ----------------------------------------------------------------------- errors
 
 
-def test_missing_key_error_names_the_s3_uri(store: S3Store, tmp_path: Path) -> None:
-    with pytest.raises(KeyNotFoundError, match=f"s3://{store.bucket}/{PREFIX}/no/such/key"):
-        store.get_bytes("no/such/key")
-    with pytest.raises(KeyNotFoundError, match="no/such/file"):
-        store.get_file("no/such/file", tmp_path / "never.bin")
-    assert list(tmp_path.iterdir()) == []
-    assert store.read_pointer("no/such/pointer") is None
-
-
 def test_missing_bucket_is_a_store_error_not_a_missing_key(moto_server: str) -> None:
     store = open_store("s3://no-such-bucket-here/x", endpoint_url=moto_server)
 
@@ -131,65 +111,6 @@ def test_invalid_key_is_rejected_before_any_request(store: S3Store) -> None:
     with pytest.raises(ValueError, match=r"invalid store key '\.\./x'"):
         store.put_bytes("../x", b"")
     assert _raw_keys(store) == []
-
-
-def test_create_only_conflict_keeps_the_original(store: S3Store, tmp_path: Path) -> None:
-    store.put_bytes("models/v1/model.json", b"original", create_only=True)
-    src = tmp_path / "other.json"
-    src.write_bytes(b"other")
-
-    with pytest.raises(ObjectExistsError, match="immutable") as info:
-        store.put_bytes("models/v1/model.json", b"new", create_only=True)
-    assert store.uri("models/v1/model.json") in str(info.value)
-    with pytest.raises(ObjectExistsError):
-        store.put_file("models/v1/model.json", src, create_only=True)
-
-    assert store.get_bytes("models/v1/model.json") == b"original"
-    store.put_file("models/v2/model.json", src, create_only=True)
-    assert store.get_bytes("models/v2/model.json") == b"other"
-
-
-# ----------------------------------------------------------------------- pointers
-
-
-def test_pointer_create_read_swap(store: S3Store) -> None:
-    etag1 = store.swap_pointer("aliases/champion", b"v1", None)
-    pointer = store.read_pointer("aliases/champion")
-    assert pointer is not None
-    assert (pointer.value, pointer.etag) == (b"v1", etag1)
-
-    etag2 = store.swap_pointer("aliases/champion", b"v2", etag1)
-    assert etag2 != etag1
-    assert store.get_bytes("aliases/champion") == b"v2"
-
-
-def test_pointer_swap_with_stale_etag_conflicts(store: S3Store) -> None:
-    stale = store.swap_pointer("p", b"v1", None)
-    store.swap_pointer("p", b"v2", stale)
-
-    with pytest.raises(PointerConflictError, match="someone else") as info:
-        store.swap_pointer("p", b"v3", stale)
-    assert store.uri("p") in str(info.value)
-    assert stale in str(info.value)
-    assert store.get_bytes("p") == b"v2"
-
-
-def test_pointer_create_when_it_exists_conflicts(store: S3Store) -> None:
-    store.swap_pointer("p", b"v1", None)
-
-    with pytest.raises(PointerConflictError, match="absent"):
-        store.swap_pointer("p", b"v2", None)
-    assert store.get_bytes("p") == b"v1"
-
-
-def test_pointer_swap_after_delete_conflicts(store: S3Store) -> None:
-    etag = store.swap_pointer("p", b"v1", None)
-    store.delete("p")
-
-    # moto, like S3, answers If-Match on a missing key with 404 NoSuchKey, not 412.
-    with pytest.raises(PointerConflictError):
-        store.swap_pointer("p", b"v2", etag)
-    assert store.read_pointer("p") is None
 
 
 # ----------------------------------------------------------------------- versioned bucket
@@ -278,42 +199,3 @@ def test_transient_s3_errors_are_retried(s3_bucket: tuple[Any, str], moto_server
 
     assert store.get_bytes("k") == b"survived"
     assert len(attempts) == 2
-
-
-# ----------------------------------------------------------------------- multi-process race
-
-
-def increment_counter(url: str, endpoint: str, times: int, start: Any, results: Any) -> None:
-    """Worker (top-level so 'spawn' can import it): read -> swap, retrying on conflict."""
-    store = open_store(url, endpoint_url=endpoint)
-    conflicts = 0
-    start.wait()
-    for _ in range(times):
-        while True:
-            pointer = store.read_pointer("counter")
-            assert pointer is not None
-            time.sleep(random.uniform(0, 0.005))  # widen the read->swap window
-            try:
-                store.swap_pointer("counter", str(int(pointer.value) + 1).encode(), pointer.etag)
-                break
-            except PointerConflictError:
-                conflicts += 1
-    results.put(conflicts)
-
-
-def test_concurrent_processes_never_lose_an_increment(store: S3Store, moto_server: str) -> None:
-    processes, times = 3, 10
-    store.swap_pointer("counter", b"0", None)
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Barrier(processes), ctx.Queue()
-    args = (store.url, moto_server, times, start, results)
-    workers = [ctx.Process(target=increment_counter, args=args) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    conflicts = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=10)
-        assert worker.exitcode == 0
-
-    assert store.get_bytes("counter") == str(processes * times).encode()
-    assert sum(conflicts) > 0  # the processes really did race

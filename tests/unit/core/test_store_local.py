@@ -1,20 +1,15 @@
-"""Contract tests for the local-folder store (tmp_path only, no servers)."""
+"""What only the local-folder store has: paths and file URLs, key checks, temp and lock files,
+folders in the way. The shared contract is tests/integration/test_store_contract.py."""
 
 from __future__ import annotations
 
-import multiprocessing
-import random
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from components.core.store import (
-    KeyNotFoundError,
     LocalStore,
     ObjectExistsError,
-    PointerConflictError,
     S3Store,
     StoreError,
     open_store,
@@ -84,36 +79,6 @@ def test_bytes_round_trip_and_overwrite(store: LocalStore) -> None:
     assert _all_files(store.root) == ["a/b/c.bin"]  # no temp files left behind
 
 
-def test_json_round_trip_is_stable(store: LocalStore) -> None:
-    store.put_json("m.json", {"b": 1, "a": [1, 2]})
-
-    assert store.get_json("m.json") == {"a": [1, 2], "b": 1}
-    assert store.get_bytes("m.json") == b'{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}'
-
-
-def test_file_round_trip_creates_parent_folders(store: LocalStore, tmp_path: Path) -> None:
-    src = tmp_path / "src.bin"
-    src.write_bytes(bytes(range(256)) * 1000)
-    store.put_file("files/src.bin", src)
-
-    dest = store.get_file("files/src.bin", tmp_path / "out" / "deep" / "copy.bin")
-
-    assert dest == tmp_path / "out" / "deep" / "copy.bin"
-    assert dest.read_bytes() == src.read_bytes()
-    assert _all_files(dest.parent) == ["copy.bin"]
-
-
-def test_exists_and_delete(store: LocalStore) -> None:
-    store.put_bytes("k/v", b"1")
-
-    assert store.exists("k/v")
-    assert not store.exists("k")  # a folder is not an object
-    store.delete("k/v")
-    store.delete("k/v")  # deleting a missing key is fine
-    assert not store.exists("k/v")
-    assert store.list() == []
-
-
 def test_list_is_sorted_recursive_by_string_prefix_and_skips_temp_and_lock_files(
     store: LocalStore,
 ) -> None:
@@ -136,15 +101,6 @@ def test_list_is_sorted_recursive_by_string_prefix_and_skips_temp_and_lock_files
 
 
 # ----------------------------------------------------------------------- errors
-
-
-def test_missing_key_error_names_key_and_store(store: LocalStore, tmp_path: Path) -> None:
-    with pytest.raises(KeyNotFoundError, match="no/such/key") as info:
-        store.get_bytes("no/such/key")
-    assert store.url in str(info.value)
-    with pytest.raises(KeyNotFoundError, match="no/such/file"):
-        store.get_file("no/such/file", tmp_path / "never.bin")
-    assert not (tmp_path / "never.bin").exists()
 
 
 def test_create_only_conflict_keeps_original_and_leaves_no_temp_files(
@@ -183,91 +139,3 @@ def test_write_failing_midway_leaves_no_temp_file(store: LocalStore) -> None:
 
     assert _all_files(store.root) == []
     assert not store.exists("k")
-
-
-# ----------------------------------------------------------------------- pointers
-
-
-def test_pointer_create_read_swap(store: LocalStore) -> None:
-    assert store.read_pointer("aliases/champion") is None
-
-    etag1 = store.swap_pointer("aliases/champion", b"v1", None)
-    pointer = store.read_pointer("aliases/champion")
-    assert pointer is not None
-    assert (pointer.value, pointer.etag) == (b"v1", etag1)
-
-    etag2 = store.swap_pointer("aliases/champion", b"v2", etag1)
-    assert etag2 != etag1
-    assert store.get_bytes("aliases/champion") == b"v2"
-
-
-def test_pointer_swap_with_stale_etag_conflicts(store: LocalStore) -> None:
-    stale = store.swap_pointer("p", b"v1", None)
-    store.swap_pointer("p", b"v2", stale)
-
-    with pytest.raises(PointerConflictError, match="someone else") as info:
-        store.swap_pointer("p", b"v3", stale)
-    assert "p" in str(info.value)
-    assert stale in str(info.value)
-    assert "retry" in str(info.value)
-    assert store.get_bytes("p") == b"v2"
-
-
-def test_pointer_create_when_it_exists_conflicts(store: LocalStore) -> None:
-    store.swap_pointer("p", b"v1", None)
-
-    with pytest.raises(PointerConflictError, match="absent"):
-        store.swap_pointer("p", b"v2", None)
-    assert store.get_bytes("p") == b"v1"
-
-
-def test_pointer_swap_after_delete_conflicts(store: LocalStore) -> None:
-    etag = store.swap_pointer("p", b"v1", None)
-    store.delete("p")
-
-    with pytest.raises(PointerConflictError):
-        store.swap_pointer("p", b"v2", etag)
-    assert store.read_pointer("p") is None
-
-
-# ----------------------------------------------------------------------- multi-process race
-
-
-def increment_counter(root: str, key: str, times: int, start: Any, results: Any) -> None:
-    """Worker (top-level so 'spawn' can import it): read -> swap, retrying on conflict."""
-    store = LocalStore(root)
-    conflicts = 0
-    start.wait()
-    for _ in range(times):
-        while True:
-            pointer = store.read_pointer(key)
-            assert pointer is not None
-            time.sleep(random.uniform(0, 0.002))  # widen the read->swap window
-            try:
-                store.swap_pointer(key, str(int(pointer.value) + 1).encode(), pointer.etag)
-                break
-            except PointerConflictError:
-                conflicts += 1
-    results.put(conflicts)
-
-
-def test_concurrent_processes_never_lose_an_increment(store: LocalStore) -> None:
-    processes, times = 4, 25
-    store.swap_pointer("counter", b"0", None)
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Barrier(processes), ctx.Queue()
-    workers = [
-        ctx.Process(
-            target=increment_counter, args=(str(store.root), "counter", times, start, results)
-        )
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    conflicts = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=10)
-        assert worker.exitcode == 0
-
-    assert store.get_bytes("counter") == str(processes * times).encode()
-    assert sum(conflicts) > 0  # the processes really did race
