@@ -1,15 +1,14 @@
-"""Deployment (lifecycle stage 5) as a Prefect flow.
+"""Deployment (lifecycle stage 5) as a Prefect flow: wiring only, the work is in
+components/deploy/.
 
-`deploy`: `local` runs `bentoml serve` as a managed process (start, status, stop), after
-packaging; `lambda` and `sagemaker` roll an image out with boto3 (components/deploy/).
+`deploy`: `local` runs the packaged bento as a managed process (start, status, stop);
+`lambda` and `sagemaker` roll an image out with boto3.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from pydantic import BaseModel, Field
@@ -18,67 +17,11 @@ from bentos import packaging
 from components.core.problem import load_problem
 from components.core.settings import Settings
 from components.core.store import store_from_settings
+from components.deploy.canary import CanaryPolicy
+from components.deploy.local import local_start, local_status, local_stop, state_file
 from components.model.registry import Registry
 from flows.packaging import PackageParams, package, resolve_version
 from flows.tasks import task
-
-# --- local target: a managed `bentoml serve` process ------------------------------------
-
-
-class LocalServer(BaseModel):
-    pid: int
-    url: str
-    bento: str
-    log: str
-
-
-def _state_file(problem: str) -> Path:
-    return Path(".mlops") / "serve" / f"{problem}.json"
-
-
-def local_start(
-    bento: str,
-    problem: str,
-    *,
-    port: int | None = None,
-    workers: int = 2,
-    env: dict[str, str] | None = None,
-) -> LocalServer:
-    current = local_status(problem)
-    if current is not None:
-        raise RuntimeError(
-            f"{problem} is already served at {current.url} (pid {current.pid}); stop it first"
-        )
-    running = packaging.serve(bento, env=env, port=port, workers=workers)
-    server = LocalServer(
-        pid=running.process.pid, url=running.url, bento=bento, log=str(running.log)
-    )
-    path = _state_file(problem)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(server.model_dump_json())
-    return server
-
-
-def local_status(problem: str) -> LocalServer | None:
-    path = _state_file(problem)
-    if not path.exists():
-        return None
-    server = LocalServer.model_validate_json(path.read_text())
-    try:
-        os.kill(server.pid, 0)
-    except ProcessLookupError:
-        path.unlink()
-        return None
-    return server
-
-
-def local_stop(problem: str) -> LocalServer | None:
-    server = local_status(problem)
-    if server is None:
-        return None
-    os.killpg(server.pid, signal.SIGTERM)  # the whole group: BentoML's workers too
-    _state_file(problem).unlink(missing_ok=True)
-    return server
 
 
 class DeployParams(BaseModel):
@@ -90,16 +33,15 @@ class DeployParams(BaseModel):
     action: Literal["start", "status", "stop"] = "start"
     port: int | None = None
     workers: int = Field(2, ge=1)
+    state_file: Path | None = Field(
+        None, description="local: the server's state; None: <store root>/serve/<problem>.json"
+    )
     # lambda and sagemaker: the image is built from the bento by CI (see infra/aws/README.md)
     image_uri: str | None = None
     role_arn: str | None = None
     function_name: str | None = None
     repository: str | None = None
-    canary_weight: float = Field(0.1, gt=0, lt=1)
-    max_error_rate: float = Field(0.01, ge=0, le=1)
-    min_invocations: int = Field(100, ge=1)
-    bake_seconds: float = Field(600, ge=0)
-    poll_seconds: float = Field(60, gt=0)
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     endpoint_name: str | None = None
     memory_mb: int = 2048
 
@@ -122,20 +64,22 @@ def _require(params: DeployParams, *names: str) -> None:
 
 
 @task
-def deploy_local(params: DeployParams, problem: str, bento: str | None) -> dict:
+def deploy_local(params: DeployParams, state: Path, bento: str | None) -> dict[str, Any]:
     if params.action == "status":
-        server = local_status(problem)
+        server = local_status(state)
         return {"running": server is not None, **(server.model_dump() if server else {})}
     if params.action == "stop":
-        server = local_stop(problem)
+        server = local_stop(state)
         return {"stopped": server is not None, **(server.model_dump() if server else {})}
-    server = local_start(bento, problem, port=params.port, workers=params.workers)
+    server = local_start(
+        bento, state, serve=packaging.serve, port=params.port, workers=params.workers
+    )
     return {"running": True, **server.model_dump()}
 
 
 @task
-def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict:
-    from components.deploy.aws import LambdaTarget, deploy_lambda
+def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict[str, Any]:
+    from components.deploy.aws_lambda import LambdaTarget, deploy_lambda
 
     _require(params, "image_uri", "role_arn", "function_name", "repository")
     target = LambdaTarget(
@@ -145,23 +89,13 @@ def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict:
         memory_mb=params.memory_mb,
         environment={"MLOPS_STORE": settings.store},
     )
-    return deploy_lambda(
-        _aws("lambda", settings),
-        _aws("ecr", settings),
-        _aws("cloudwatch", settings),
-        target,
-        params.image_uri,
-        canary_weight=params.canary_weight,
-        max_error_rate=params.max_error_rate,
-        min_invocations=params.min_invocations,
-        bake_seconds=params.bake_seconds,
-        poll_seconds=params.poll_seconds,
-    )
+    clients = (_aws(name, settings) for name in ("lambda", "ecr", "cloudwatch"))
+    return deploy_lambda(*clients, target, params.image_uri, policy=params.canary).as_dict()
 
 
 @task
-def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) -> dict:
-    from components.deploy.aws import SageMakerTarget, deploy_sagemaker
+def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) -> dict[str, Any]:
+    from components.deploy.sagemaker import SageMakerTarget, deploy_sagemaker
 
     _require(params, "image_uri", "role_arn", "endpoint_name")
     target = SageMakerTarget(
@@ -171,25 +105,27 @@ def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) 
         memory_mb=params.memory_mb,
         environment={"MLOPS_STORE": settings.store},
     )
-    return deploy_sagemaker(_aws("sagemaker", settings), target, version)
+    return deploy_sagemaker(_aws("sagemaker", settings), target, version).as_dict()
 
 
 @flow(name="deploy")
-def deploy(params: DeployParams | None = None) -> dict:
-    """Serve locally, or roll an image out to Lambda (canary) or SageMaker Serverless."""
+def deploy(params: DeployParams | None = None) -> dict[str, Any]:
+    """Serve locally, or roll an image out to Lambda (canary) or SageMaker Serverless; the
+    result is the deployment's JSON-ready summary."""
     params = params or DeployParams()
     settings = Settings()
     spec = load_problem(params.problem)
-    if params.target == "local":
-        bento = None
-        if params.action == "start":
-            result = package(
-                PackageParams(problem=params.problem, version=params.version, store=params.store)
-            )
-            bento = result.bento_tag
-        return deploy_local(params, spec.name, bento)
     if params.target == "lambda":
         return deploy_to_lambda(params, settings)
     store = store_from_settings(settings, params.store)
+    if params.target == "local":
+        state = state_file(spec.name, store=store, path=params.state_file)
+        bento = None
+        if params.action == "start":
+            package_params = PackageParams(
+                problem=params.problem, version=params.version, store=params.store
+            )
+            bento = package(package_params).bento_tag
+        return deploy_local(params, state, bento)
     version = resolve_version(Registry(store, spec.name), params.version)
     return deploy_to_sagemaker(params, settings, version)

@@ -71,7 +71,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def _ship_errors() -> tuple[type[Exception], ...]:
     from bentos.packaging import SmokeTestError
-    from components.deploy.aws import DeployError
+    from components.deploy.base import DeployError
 
     return (SmokeTestError, DeployError, ValueError)
 

@@ -50,13 +50,18 @@ def deploy(
     version: str | None = typer.Option(None, help="Registry version (default: the champion)."),
     port: int | None = typer.Option(None, help="local: port (default: a free one)."),
     workers: int = typer.Option(2, min=1, help="local: BentoML workers."),
+    state_file: Path | None = typer.Option(
+        None, help="local: the server's state file (default: <store>/serve/<problem>.json)."
+    ),
     image_uri: str | None = typer.Option(None, help="lambda/sagemaker: the image to run."),
     role_arn: str | None = typer.Option(None, help="lambda/sagemaker: execution role ARN."),
     function_name: str | None = typer.Option(None, help="lambda: function name."),
     repository: str | None = typer.Option(None, help="lambda: ECR repository name."),
     canary_weight: float = typer.Option(0.1, help="lambda: share of traffic to the canary."),
     max_error_rate: float = typer.Option(0.01, help="lambda: error rate that rolls back."),
+    min_invocations: int = typer.Option(100, help="lambda: invocations needed to judge."),
     bake_seconds: float = typer.Option(600, help="lambda: how long the canary runs."),
+    poll_seconds: float = typer.Option(60, help="lambda: seconds between canary checks."),
     endpoint_name: str | None = typer.Option(None, help="sagemaker: endpoint name."),
     problem: Path = PROBLEM_OPTION,
     store: str | None = STORE_OPTION,
@@ -64,10 +69,18 @@ def deploy(
     """Serve the champion locally, or roll it out to AWS Lambda or SageMaker Serverless."""
     import json
 
+    from components.deploy.canary import CanaryPolicy
     from flows.deployment import DeployParams
     from flows.deployment import deploy as deploy_flow
 
     try:
+        canary = CanaryPolicy(
+            weight=canary_weight,
+            max_error_rate=max_error_rate,
+            min_invocations=min_invocations,
+            bake_seconds=bake_seconds,
+            poll_seconds=poll_seconds,
+        )
         params = DeployParams(
             problem=problem,
             target=target,
@@ -75,13 +88,12 @@ def deploy(
             version=version,
             port=port,
             workers=workers,
+            state_file=state_file,
             image_uri=image_uri,
             role_arn=role_arn,
             function_name=function_name,
             repository=repository,
-            canary_weight=canary_weight,
-            max_error_rate=max_error_rate,
-            bake_seconds=bake_seconds,
+            canary=canary,
             endpoint_name=endpoint_name,
             store=store,
         )
