@@ -1,20 +1,15 @@
-"""deploy_aws without AWS: the canary decision, input validation, and the wait for Lambda
-(moto reports every update finished at once, so the polling is tested on a small fake)."""
+"""The deploy family without AWS: the canary decision, input validation, and the wait for
+Lambda (moto reports every update finished at once, so the polling is tested on a small
+fake)."""
 
 from __future__ import annotations
 
 import pytest
 
-from components.deploy.aws import (
-    CanaryPolicy,
-    CanaryVerdict,
-    DeployError,
-    LambdaTarget,
-    SageMakerTarget,
-    deploy_image,
-    judge_canary,
-    start_canary,
-)
+from components.deploy.aws_lambda import LambdaDeployment, LambdaTarget, deploy_image
+from components.deploy.base import DeployError
+from components.deploy.canary import CanaryPolicy, CanaryVerdict, judge_canary, start_canary
+from components.deploy.sagemaker import SageMakerDeployment, SageMakerTarget
 
 ROLE = "arn:aws:iam::123456789012:role/service"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops/service:v1"
@@ -213,3 +208,35 @@ def test_deploy_image_refuses_to_replace_a_zip_function():
         deploy_image(FakeLambda(("Active", None), package="Zip"), target, IMAGE)
     with pytest.raises(ValueError, match="must name an ECR image with a tag or digest"):
         deploy_image(FakeLambda(("Active", None)), target, "service")
+
+
+def test_deployments_are_frozen_and_serialise_to_plain_dicts():
+    verdict = CanaryVerdict(True, 0, 200, "promote")
+    done = LambdaDeployment(
+        outcome="promoted",
+        function="svc",
+        alias="live",
+        image_uri=IMAGE,
+        previous_version="1",
+        new_version="2",
+        live_version="2",
+        verdict=verdict,
+        reasons=("canary", "promoted"),
+    )
+    assert done.as_dict()["verdict"] == {
+        "promote": True,
+        "errors": 0,
+        "invocations": 200,
+        "reason": "promote",
+        "conclusive": True,
+    }
+    with pytest.raises(AttributeError):
+        done.outcome = "rolled_back"  # type: ignore[misc]
+    made = SageMakerDeployment(
+        outcome="created",
+        endpoint_name="churn",
+        model_name="churn-v1-abc",
+        endpoint_config_name="churn-v1-abc",
+        previous_endpoint_config_name=None,
+    )
+    assert made.as_dict()["outcome"] == "created"
