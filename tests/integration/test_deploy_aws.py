@@ -31,19 +31,22 @@ from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 
-from components.deploy.aws import (
-    DeployError,
+from components.deploy.aws_lambda import (
+    LambdaDeployment,
     LambdaTarget,
-    SageMakerTarget,
-    canary_error_rate,
     deploy_image,
     deploy_lambda,
-    deploy_sagemaker,
     ensure_repository,
+)
+from components.deploy.base import DeployError
+from components.deploy.canary import (
+    CanaryPolicy,
+    canary_error_rate,
     finish_canary,
     judge_canary,
     start_canary,
 )
+from components.deploy.sagemaker import SageMakerTarget, deploy_sagemaker
 
 REGION = "us-east-1"
 
@@ -129,11 +132,18 @@ def _live(aws: Callable[[str], Any], target: LambdaTarget) -> tuple[str, dict[st
     return alias["FunctionVersion"], _routing(alias)
 
 
-def _deploy(aws, target, tag: str, time: FakeTime, **kwargs: Any) -> dict[str, Any]:
+def _deploy(aws, target, tag: str, time: FakeTime, **policy: Any) -> LambdaDeployment:
     uri = ensure_repository(aws("ecr"), target.repository)
-    options = {"bake_seconds": 300, "poll_seconds": 60, "sleep": time.sleep, "clock": time.clock}
+    canary = CanaryPolicy(**{"bake_seconds": 300, "poll_seconds": 60} | policy)
     return deploy_lambda(
-        aws("lambda"), aws("ecr"), aws("cloudwatch"), target, f"{uri}:{tag}", **options | kwargs
+        aws("lambda"),
+        aws("ecr"),
+        aws("cloudwatch"),
+        target,
+        f"{uri}:{tag}",
+        policy=canary,
+        sleep=time.sleep,
+        clock=time.clock,
     )
 
 
@@ -156,17 +166,17 @@ def test_ensure_repository_is_idempotent(aws):
 
 def test_first_deploy_creates_function_version_1_and_alias_live(aws, target):
     summary = _deploy(aws, target, "v1", FakeTime())
-    assert summary["outcome"] == "first_deploy"
-    assert (summary["previous_version"], summary["new_version"], summary["live_version"]) == (
+    assert summary.outcome == "first_deploy"
+    assert (summary.previous_version, summary.new_version, summary.live_version) == (
         None,
         "1",
         "1",
     )
-    assert "nothing to canary against" in summary["reasons"][0]
+    assert "nothing to canary against" in summary.reasons[0]
     function = aws("lambda").get_function(FunctionName=target.function_name)
     config = function["Configuration"]
     assert config["PackageType"] == "Image"
-    assert function["Code"]["ImageUri"] == summary["image_uri"]
+    assert function["Code"]["ImageUri"] == summary.image_uri
     assert (config["MemorySize"], config["Timeout"]) == (1024, 30)
     assert config["Environment"]["Variables"] == {"MLOPS_STORE": "s3://models/prod"}
     versions = aws("lambda").list_versions_by_function(FunctionName=target.function_name)
@@ -199,18 +209,18 @@ def test_canary_with_too_many_errors_rolls_back(aws, target):
     time.on_sleep = _traffic(aws("cloudwatch"), target, "2", invocations=100, errors=5)
     summary = _deploy(aws, target, "v2", time)
 
-    assert summary["outcome"] == "rolled_back"
-    assert (summary["previous_version"], summary["new_version"], summary["live_version"]) == (
+    assert summary.outcome == "rolled_back"
+    assert (summary.previous_version, summary.new_version, summary.live_version) == (
         "1",
         "2",
         "1",
     )
-    assert summary["verdict"]["promote"] is False
-    assert summary["verdict"]["reason"] == (
+    assert summary.verdict.promote is False
+    assert summary.verdict.reason == (
         "roll back: error rate 5.00% (5/100 invocations) exceeds the limit 1.00%"
     )
     assert time.slept == [60]  # a conclusive failure does not wait for the end of the bake
-    assert summary["reasons"][-1] == "rolled back: 'live' stays on version 1, 2 gets no traffic"
+    assert summary.reasons[-1] == "rolled back: 'live' stays on version 1, 2 gets no traffic"
     assert _live(aws, target) == ("1", {})
 
 
@@ -220,15 +230,15 @@ def test_healthy_canary_is_promoted_after_the_bake(aws, target):
     time.on_sleep = _traffic(aws("cloudwatch"), target, "2", invocations=40, errors=0)
     summary = _deploy(aws, target, "v2", time, min_invocations=100)
 
-    assert summary["outcome"] == "promoted"
-    assert summary["live_version"] == "2"
-    assert summary["verdict"]["invocations"] == 200  # five polls of 40
+    assert summary.outcome == "promoted"
+    assert summary.live_version == "2"
+    assert summary.verdict.invocations == 200  # five polls of 40
     assert time.slept == [60, 60, 60, 60, 60]
-    assert summary["reasons"][1] == (
+    assert summary.reasons[1] == (
         "after 60s: not enough traffic: 40 invocations of the new version, at least 100 are "
         "needed to judge it (0 errors so far)"
     )
-    assert summary["reasons"][-2].startswith("after 300s: promote: error rate 0.00% (0/200")
+    assert summary.reasons[-2].startswith("after 300s: promote: error rate 0.00% (0/200")
     assert _live(aws, target) == ("2", {})
 
 
@@ -238,9 +248,9 @@ def test_canary_without_enough_traffic_is_not_promoted(aws, target):
     time.on_sleep = _traffic(aws("cloudwatch"), target, "2", invocations=3, errors=0)
     summary = _deploy(aws, target, "v2", time, bake_seconds=120, max_wait_seconds=240)
 
-    assert summary["outcome"] == "rolled_back"
-    assert summary["verdict"]["conclusive"] is False
-    assert summary["verdict"]["reason"] == (
+    assert summary.outcome == "rolled_back"
+    assert summary.verdict.conclusive is False
+    assert summary.verdict.reason == (
         "not enough traffic: 12 invocations of the new version, at least 100 are needed to "
         "judge it (0 errors so far)"
     )
@@ -254,9 +264,9 @@ def test_redeploying_the_same_image_changes_nothing(aws, target):
     summary = _deploy(aws, target, "v1", time)
     # AWS returns version 1 again when nothing changed; moto publishes a version 2 for any
     # code update. Either way both run the same image digest and settings: no canary.
-    assert summary["new_version"] in ("1", "2")
-    assert summary["outcome"] == "unchanged"
-    assert summary["live_version"] == "1"
+    assert summary.new_version in ("1", "2")
+    assert summary.outcome == "unchanged"
+    assert summary.live_version == "1"
     assert time.slept == []
     assert _live(aws, target) == ("1", {})
 
@@ -272,7 +282,14 @@ def test_a_failure_while_watching_rolls_the_canary_back(aws, target):
     _deploy(aws, target, "v1", time)
     with pytest.raises(DeployError, match="Throttling: Rate exceeded"):
         deploy_lambda(
-            lam, ecr, BrokenCloudWatch(), target, f"{uri}:v2", sleep=time.sleep, clock=time.clock
+            lam,
+            ecr,
+            BrokenCloudWatch(),
+            target,
+            f"{uri}:v2",
+            policy=CanaryPolicy(),
+            sleep=time.sleep,
+            clock=time.clock,
         )
     assert _live(aws, target) == ("1", {})
 
@@ -317,7 +334,12 @@ def test_a_role_lambda_cannot_assume_is_a_clear_error(aws, target):
 def test_an_image_outside_the_target_repository_is_refused(aws, target):
     with pytest.raises(ValueError, match="is not in the target's repository"):
         deploy_lambda(
-            aws("lambda"), aws("ecr"), aws("cloudwatch"), target, "example.com/other/image:v1"
+            aws("lambda"),
+            aws("ecr"),
+            aws("cloudwatch"),
+            target,
+            "example.com/other/image:v1",
+            policy=CanaryPolicy(),
         )
 
 
@@ -362,29 +384,29 @@ def test_sagemaker_serverless_endpoint_is_created_then_updated(
         endpoint, sagemaker_role, f"{image}:v1", environment={"MLOPS_STORE": "s3://m/prod"}
     )
     created = deploy_sagemaker(sagemaker, first, "v1")
-    assert created["action"] == "created"
-    assert created["model_name"].startswith(f"{endpoint}-v1-")
-    assert deploy_sagemaker(sagemaker, first, "v1")["action"] == "unchanged"  # a safe retry
+    assert created.outcome == "created"
+    assert created.model_name.startswith(f"{endpoint}-v1-")
+    assert deploy_sagemaker(sagemaker, first, "v1").outcome == "unchanged"  # a safe retry
 
     second = SageMakerTarget(
         endpoint, sagemaker_role, f"{image}:v2", "s3://m/prod/model.tar.gz", 4096, 10
     )
     updated = deploy_sagemaker(sagemaker, second, "v2")
-    assert updated["action"] == "updated"
-    assert updated["previous_endpoint_config_name"] == created["endpoint_config_name"]
+    assert updated.outcome == "updated"
+    assert updated.previous_endpoint_config_name == created.endpoint_config_name
     described = sagemaker.describe_endpoint(EndpointName=endpoint)
-    assert described["EndpointConfigName"] == updated["endpoint_config_name"]
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=updated["endpoint_config_name"])
+    assert described["EndpointConfigName"] == updated.endpoint_config_name
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=updated.endpoint_config_name)
     variant = config["ProductionVariants"][0]
-    assert variant["ModelName"] == updated["model_name"]
+    assert variant["ModelName"] == updated.model_name
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 10}
-    model = sagemaker.describe_model(ModelName=updated["model_name"])
+    model = sagemaker.describe_model(ModelName=updated.model_name)
     assert model["PrimaryContainer"]["Image"] == f"{image}:v2"
     assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://m/prod/model.tar.gz"
 
     # Same label, different settings: new names, so nothing existing is silently reused.
     resized = SageMakerTarget(endpoint, sagemaker_role, f"{image}:v2", memory_mb=2048)
-    assert deploy_sagemaker(sagemaker, resized, "v2")["model_name"] != updated["model_name"]
+    assert deploy_sagemaker(sagemaker, resized, "v2").model_name != updated.model_name
 
 
 def test_sagemaker_busy_endpoint_and_bad_inputs_are_clear_errors(aws, sagemaker_role):

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from components.deploy.aws import ensure_repository
+from components.deploy.aws_lambda import ensure_repository
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.deployment import DeployParams, deploy
 from flows.training import TrainingParams, train
@@ -87,7 +87,7 @@ def test_sagemaker_serves_the_champion(aws, tmp_path):
             role_arn=_role(aws("iam"), "sagemaker"),
         )
     )
-    assert result["action"] == "created"
+    assert result["outcome"] == "created"
     described = aws("sagemaker").describe_endpoint_config(
         EndpointConfigName=result["endpoint_config_name"]
     )

@@ -1,5 +1,6 @@
 """`deploy --target local`: package the champion, run `bentoml serve` as a managed process,
-report its status, and stop it (the whole process group)."""
+report its status, and stop it (the whole process group). The server's state lives in the
+store's folder, not in the working directory."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
 def test_start_status_stop(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the managed process's state lives in ./.mlops/serve
+    monkeypatch.chdir(tmp_path)  # so that anything written to the working directory shows
     store = str(tmp_path / "store")
+    state = tmp_path / "store" / "serve" / "churn.json"
     data_prep(
         DataPrepParams(
             problem=CHURN, store=store, generated=GeneratedInput(rows=12_000, days=90, seed=40)
@@ -35,6 +37,8 @@ def test_start_status_stop(tmp_path, monkeypatch):
     started = local("start")
     try:
         assert started["running"] is True
+        assert state.exists()
+        assert not (tmp_path / ".mlops").exists()
         assert httpx.get(f"{started['url']}/readyz", timeout=5).status_code == 200
         status = local("status")
         assert (status["running"], status["pid"]) == (True, started["pid"])
@@ -43,6 +47,7 @@ def test_start_status_stop(tmp_path, monkeypatch):
     finally:
         stopped = local("stop")
     assert stopped["stopped"] is True
+    assert not state.exists()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
