@@ -142,7 +142,7 @@ def test_alias_live_shifts_traffic_through_a_codedeploy_canary(resources):
     )
 
 
-def test_canary_alarm_reads_the_same_metrics_as_deploy_aws(resources):
+def test_canary_alarm_reads_the_same_metrics_as_the_canary(resources):
     metrics = _one(resources, "AWS::CloudWatch::Alarm")["Metrics"]
     stats = {
         m["MetricStat"]["Metric"]["MetricName"]: m["MetricStat"]
