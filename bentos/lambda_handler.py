@@ -9,10 +9,8 @@ The container is built lazily on the first invocation, never at import.
 Lambda freezes a container between invocations and may end it without any signal, so the
 capture's flusher thread cannot be counted on to write rows later: each invocation writes
 the rows it captured before it returns (one small Parquet chunk per invocation that
-predicted; an S3 write added to its duration). Profiles are best left to the scheduled
-`mlops profile-captures` job (the default, MLOPS_CAPTURE_PROFILES=false), which profiles the
-stored chunks: a worker's running profile would wait for its interval and be lost with a
-reclaimed container.
+predicted; an S3 write added to its duration). Window profiles come from the scheduled
+`mlops profile-captures` job, which profiles the stored chunks.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ class _Container:
         online = getattr(api.state, "online", None)
         capture = online.capture if online is not None else None
         if capture is not None and capture.unwritten_rows:
-            capture.flush(profiles=False)
+            capture.flush()
 
     def close(self) -> None:
         self.loop.run_until_complete(self.lifespan.__aexit__(None, None, None))

@@ -169,8 +169,7 @@ class RunningBento:
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM to the server's process group; after ``timeout`` s, SIGKILL to it and
         to the server's workers, which BentoML's process manager does not keep in that
-        group (killing the server alone left them serving, orphaned). Processes the
-        workers started themselves (capture replayers) are left to finish their work."""
+        group (killing the server alone left them serving, orphaned)."""
         if self.process.poll() is None:
             workers: list[psutil.Process] = []
             with contextlib.suppress(psutil.Error):

@@ -20,10 +20,8 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided four 
   MLOPS_SERVE_ACCESS_LOG=all: a line for every request was 1-3% of the server's CPU at
   32 clients, and successes are counted by the metrics and predictions stored by capture.
 
-Capture runs in each worker (components.capture.buffer), or, with MLOPS_CAPTURE_JOURNAL, each
-worker only journals the requests it answered (one write per request) and starts a replayer
-process (bentos/replayer.py) that captures them at idle CPU priority; on shutdown the worker
-then waits for its replayer to store the last segment.
+Capture runs in each worker (components.capture.buffer): rows are flushed to the store every
+MLOPS_CAPTURE_FLUSH_S and on shutdown; whylogs profiles are made later by the profile job.
 
 Configuration comes from MLOPS_* variables (components.core.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
@@ -35,10 +33,6 @@ import gc
 import logging
 import os
 import socket
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -49,22 +43,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bentos import replayer
 from bentos.guard import BodyTooLargeError, Guard, GuardConfig
 from components.capture.buffer import Capture, CaptureConfig
-from components.capture.journal import Journal, spool_folder
 from components.core.problem import ProblemSpec
 from components.core.settings import SERVE_TIMEOUT_S, TRUE_WORDS, Settings, access_log_mode
-from components.core.store import LocalStore, Store, store_from_settings
+from components.core.store import store_from_settings
 from components.serving.contract import RequestError
 from components.serving.online import OnlineModel, ServingOptions
 
 logger = logging.getLogger(__name__)
 
 API_ROUTES = ("/predict", "/feedback", "/metadata")
-# How long a stopping worker waits for its replayer to store the journal's last segments.
-_REPLAY_WAIT_S = 60.0
-_RESTART_S = 10.0  # at most one replayer start per worker in this time
 guard = GuardConfig()  # set from the settings when the service starts in this process
 
 
@@ -180,18 +169,10 @@ class PredictionService:
             else None,
         )
         self.online = OnlineModel.open(self.model_ref.path, options=options)
-        self.replayer: subprocess.Popen | None = None
         if settings.capture:
             # Built from the spec of the model just verified, not from a second read.
             self.online.capture = _capture(settings, self.online.spec)
-            if settings.capture_journal:
-                # The worker journals requests; a replayer process at idle priority
-                # captures them (feedback is still written by the worker, on request).
-                self.online.journal = _journal(settings, self.online, options, self._watch)
-                self._start_replayer()
-                self.online.journal.start()
-            else:
-                self.online.capture.start()
+            self.online.capture.start()
         api.state.online = self.online
         # What is alive now (modules, the model, the request model) lives as long as the
         # worker: frozen out of the garbage collector's sight, so that full collections scan
@@ -199,64 +180,10 @@ class PredictionService:
         # CPU went into full collections).
         gc.freeze()
 
-    def _start_replayer(self) -> None:
-        self._replayer_started = time.monotonic()
-        self.replayer = replayer.start(
-            Path(self.model_ref.path), self.online.journal.folder, os.getpid()
-        )
-
-    def _watch(self) -> None:
-        """Run by the journal's thread: a replayer that died is started again, at most every
-        _RESTART_S (its claimed segments are still this worker's; the new one takes them)."""
-        code = self.replayer.poll() if self.replayer is not None else None
-        if code is not None and time.monotonic() - self._replayer_started >= _RESTART_S:
-            logger.warning(
-                "capture replayer (pid %d) exited with %s; starting another",
-                self.replayer.pid,
-                code,
-            )
-            self._start_replayer()
-
     @bentoml.on_shutdown
     def close(self) -> None:
-        """Write what was answered before the worker exits (SIGTERM loses nothing): with a
-        journal, close its last segment and wait for the replayer to store it."""
+        """Write what was answered before the worker exits (SIGTERM loses nothing)."""
         self.online.close()
-        journal = self.online.journal
-        if journal is not None and not journal.wait_replayed(timeout=_REPLAY_WAIT_S):
-            logger.warning(
-                "%d journal segments of this worker are not stored yet; its replayer (pid %s) "
-                "goes on after the worker exits, and any replayer of %s adopts them",
-                len(journal.segments()),
-                self.replayer.pid if self.replayer else "?",
-                journal.folder,
-            )
-
-
-def _journal(settings: Settings, online: OnlineModel, options: ServingOptions, watch) -> Journal:
-    version = online.predictor.version
-    return Journal(
-        spool_folder(_spool(settings, online.capture.store), online.spec.name, version),
-        f"{socket.gethostname()}-{os.getpid()}",
-        {
-            "problem": online.spec.name,
-            "version": version,
-            "flag_unknown_categories": options.flag_unknown_categories,
-        },
-        segment_s=settings.capture_flush_s,
-        max_spool_bytes=settings.capture_spool_max_mb << 20,
-        watch=watch,
-    )
-
-
-def _spool(settings: Settings, store: Store) -> Path:
-    """MLOPS_CAPTURE_SPOOL, else 'journal' beside a local store (the store this worker
-    opened, so its path is read as the store reads it), else <tmp>/mlops-journal."""
-    if settings.capture_spool:
-        return Path(settings.capture_spool)
-    if isinstance(store, LocalStore):
-        return store.root.parent / "journal"
-    return Path(tempfile.gettempdir()) / "mlops-journal"
 
 
 def _capture(settings: Settings, spec: ProblemSpec) -> Capture:
@@ -265,9 +192,5 @@ def _capture(settings: Settings, spec: ProblemSpec) -> Capture:
         store_from_settings(settings),
         spec,
         worker_id=worker,
-        config=CaptureConfig(
-            flush_interval_s=settings.capture_flush_s,
-            profile_interval_s=settings.capture_profile_s,
-        ),
-        profile=settings.capture_profiles,
+        config=CaptureConfig(flush_interval_s=settings.capture_flush_s),
     )

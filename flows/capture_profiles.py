@@ -1,13 +1,13 @@
-"""Profiles of captured predictions as a Prefect flow (stage 8's input): the whylogs step of
-prediction capture, run as a scheduled job instead of in the serving workers.
+"""Profiles of captured predictions as a Prefect flow (stage 6's input): the whylogs step of
+prediction capture, run as a scheduled job, never in the serving workers.
 
-The service captures rows to Parquet chunks; by default (`MLOPS_CAPTURE_PROFILES=false`) its
-workers do not profile them, which keeps whylogs' CPU off the request path. This flow
-profiles every chunk no earlier run profiled (`components.capture.buffer.profile_captures`), one
-profile per window, stored where monitoring reads window profiles. Run it every few
-minutes: each run is incremental, and a run that dies is redone by the next without
-counting rows twice. Runs of one problem never overlap: each holds a lease in the store,
-and a run that finds it held fails at once with ProfileJobBusyError, having done nothing.
+The service captures rows to Parquet chunks and never profiles them, which keeps whylogs'
+CPU off the request path. This flow profiles every chunk no earlier run profiled
+(`components.monitoring.profile_job.profile_captures`), one profile per window, stored
+where monitoring reads window profiles. Run it every few minutes: each run is incremental,
+and a run that dies is redone by the next without counting rows twice. Runs of one problem
+never overlap: each holds a lease in the store, and a run that finds it held fails at once
+with ProfileJobBusyError, having done nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, field_validator
 
-from components.capture.buffer import ProfiledWindow, parse_window, profile_captures
+from components.capture.windows import parse_window
 from components.core.problem import load_problem
 from components.core.settings import Settings
 from components.core.store import store_from_settings
+from components.monitoring.profile_job import ProfiledWindow, profile_captures
 
 
 class CaptureProfileParams(BaseModel):
@@ -52,9 +53,7 @@ def profile_captured(params: CaptureProfileParams | None = None) -> list[Profile
     since = datetime.now(UTC) - timedelta(hours=params.hours) if params.hours else None
     done = profile_captures(store, spec, window=params.window, since=since)
     for window in done:
-        if window.skipped:
-            logger.warning("window %s skipped: %s", window.start.isoformat(), window.skipped)
-        elif window.key:
+        if window.key:
             logger.info(
                 "window %s: %d rows of %d new chunks profiled into %s",
                 window.start.isoformat(),
@@ -73,8 +72,9 @@ def profile_captured(params: CaptureProfileParams | None = None) -> list[Profile
 def to_markdown(done: list[ProfiledWindow]) -> str:
     lines = ["| window | new chunks | rows profiled | profile |", "|---|---|---|---|"]
     for w in done:
-        what = f"skipped: {w.skipped}" if w.skipped else (w.key or "nothing new")
-        lines.append(f"| {w.start.isoformat()} | {w.chunks} | {w.rows} | {what} |")
+        lines.append(
+            f"| {w.start.isoformat()} | {w.chunks} | {w.rows} | {w.key or 'nothing new'} |"
+        )
     if not done:
         lines.append("| (no captured chunks in range) | | | |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ layout below is the whole contract between the writers and the readers::
     captures/<problem>/date=YYYY-MM-DD/hour=HH/<chunk>.parquet
     feedback/<problem>/<prediction_id>.json
     profiles/<problem>/window=YYYYMMDDTHHMMSSZ/<file>  whylogs profiles of a window
+    profiles/<problem>/window=.../chunks=<digest>.{json,bin}  the profile job's ledger, profile
     profiles/<problem>/_lease                         the profile job's lease (CAS)
 
 Functions return keys without a trailing slash; the ``*_prefix`` ones end in ``/`` and are
@@ -26,6 +27,13 @@ from datetime import UTC, datetime
 _COMPACT = "%Y%m%dT%H%M%SZ"
 _CAPTURE_HOUR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
 _WINDOW = re.compile(r"/window=(\d{8}T\d{6}Z)/")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` may be part of a key: up to 200 letters, digits, '_', '.', ':' or
+    '-', not starting with '.', ':' or '-' (no folders, no hidden or temporary files)."""
+    return isinstance(name, str) and _SAFE_NAME.match(name) is not None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -82,6 +90,11 @@ def capture_folder(problem: str, hour: datetime) -> str:
     return f"captures/{problem}/date={hour:%Y-%m-%d}/hour={hour:%H}"
 
 
+def capture_chunk(problem: str, hour: datetime, name: str) -> str:
+    """A chunk of the rows captured in ``hour``; ``name`` is unique to its writer."""
+    return f"{capture_folder(problem, hour)}/{name}.parquet"
+
+
 def capture_hour(key: str) -> datetime | None:
     """The hour a capture chunk's key is partitioned under; None for any other key."""
     m = _CAPTURE_HOUR.search(key)
@@ -116,6 +129,24 @@ def profile_window_start(key: str) -> datetime | None:
     if m is None:
         return None
     return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC)
+
+
+_LEDGER = "chunks="
+
+
+def profile_ledger(problem: str, start: datetime, digest: str) -> str:
+    """The profile job's list of the chunks it profiled into one profile of a window."""
+    return f"{profile_window(problem, start)}/{_LEDGER}{digest}.json"
+
+
+def ledger_profile(ledger_key: str) -> str:
+    """The profile written beside a ledger."""
+    return ledger_key.removesuffix(".json") + ".bin"
+
+
+def is_profile_ledger(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith(_LEDGER) and name.endswith(".json")
 
 
 def profile_lease(problem: str) -> str:

@@ -88,31 +88,11 @@ class Settings(BaseSettings):
         False, description="Accept unknown categories and flag them instead of answering 422."
     )
     capture: bool = Field(True, description="Capture predictions and feedback to the store.")
-    capture_profiles: bool = Field(
-        False,
-        description="Profile captured rows with whylogs in the serving workers (or the "
-        "journal's replayers). Off: `mlops profile-captures`, run on a schedule, profiles "
-        "the stored chunks instead, keeping whylogs' CPU off the serving machine's cores.",
-    )
-    capture_flush_s: float = Field(5.0, gt=0, description="Capture flush interval.")
-    capture_profile_s: float = Field(
-        60.0, gt=0, description="How often each worker writes its running window profiles."
-    )
-    capture_journal: bool = Field(
-        False,
-        description="Workers only journal each answered request to local disk and a replayer "
-        "process at idle priority captures it (components.capture.journal): nothing answered "
-        "is lost even if a worker is killed, for about twice the capture's CPU in all. Off: "
-        "workers capture themselves (measured cheaper here; keep it off on Lambda, where "
-        "nothing runs between invocations).",
-    )
-    capture_spool: str | None = Field(
-        None,
-        description="Folder of the journal (local disk). Default: 'journal' beside a local "
-        "store, else <tmp>/mlops-journal.",
-    )
-    capture_spool_max_mb: int = Field(
-        2048, ge=1, description="Journal waiting for replay before requests wait for room."
+    capture_flush_s: float = Field(
+        5.0,
+        gt=0,
+        description="Capture flush interval: a worker killed outright (SIGKILL, OOM) loses "
+        "at most the rows answered since its last flush.",
     )
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
 

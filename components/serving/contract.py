@@ -202,19 +202,8 @@ class Predictor:
     def predict_batch(self, records: Sequence[BaseModel]) -> Scored:
         """The answers, and what they came from (kept for capture)."""
         matrix = self.matrix(records)
-        return self.scored(records, matrix, self.booster.inplace_predict(matrix))
-
-    def scored(
-        self,
-        records: Sequence[BaseModel],
-        matrix: np.ndarray,
-        scores: np.ndarray,
-        ids: Sequence[str] | None = None,
-    ) -> Scored:
-        """Records already scored, answered under the given prediction ids (new ones when
-        None; given, how a journal replay rebuilds what the service answered without
-        predicting again)."""
-        ids = self.new_ids(len(records)) if ids is None else ids
+        scores = self.booster.inplace_predict(matrix)
+        ids = self.new_ids(len(records))
         labels = self.labels(scores) if self.spec.is_classification else None
         return Scored(self._answers(records, scores, ids, labels), ids, matrix, scores, labels)
 

@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from components.capture.buffer import Capture, FeatureMatrix, FeedbackConflictError, Packed
-from components.capture.journal import Journal
+from components.capture.buffer import Capture, FeatureMatrix
+from components.capture.feedback import FeedbackConflictError
 from components.core.problem import ProblemSpec
 from components.model import training
 from components.serving.contract import Predictor, RequestError, Scored, Validator
-
-_TAG_HEX = 16
-ID_LENGTH = 32 + _TAG_HEX  # characters of a prediction id: random hex, then the tag
-# From this many records a request is captured as columns (a few Arrow conversions per
-# request) rather than as rows (work per cell); below it rows are cheaper.
-COLUMNAR_FROM = 8
+from components.serving.ids import PredictionIds
 
 
 class ModelFilesError(RuntimeError):
@@ -50,40 +42,6 @@ class ServingOptions:
     id_secret: bytes | None = None  # None: derived from the model, stable across workers
 
 
-class IssuedIds(list):
-    """Ids as PredictionIds.new_many issues them: every one ID_LENGTH characters of hex, so
-    capture can take them packed without looking at each."""
-
-    __slots__ = ()
-
-
-class PredictionIds:
-    """Issues ids of the form <32 random hex><16 hex HMAC tag> and recognises them."""
-
-    def __init__(self, secret: bytes):
-        # Keyed BLAKE2b is a MAC in one C call (the hmac module costs ~8 µs an id); keying
-        # it once and copying the keyed state per id costs about half of keying it per id.
-        self._keyed = hashlib.blake2b(key=secret[:64], digest_size=_TAG_HEX // 2)
-
-    def new_many(self, n: int) -> IssuedIds:
-        """``n`` new ids, from one read of the system's random source (a read per id,
-        as ``secrets.token_hex`` does, was a tenth of a 100-record request's CPU)."""
-        hexed = os.urandom(16 * n).hex()
-        tokens = [hexed[i : i + 32] for i in range(0, 32 * n, 32)]
-        return IssuedIds([token + self._tag(token) for token in tokens])
-
-    def issued(self, prediction_id: str) -> bool:
-        if len(prediction_id) != ID_LENGTH:
-            return False
-        token, tag = prediction_id[:32], prediction_id[32:]
-        return secrets.compare_digest(tag, self._tag(token))
-
-    def _tag(self, token: str) -> str:
-        mac = self._keyed.copy()
-        mac.update(token.encode())
-        return mac.hexdigest()
-
-
 class OnlineModel:
     def __init__(
         self,
@@ -93,7 +51,6 @@ class OnlineModel:
         validator: Validator,
         ids: PredictionIds,
         capture: Capture | None,
-        journal: Journal | None = None,
     ):
         self.spec = spec
         self._metadata = metadata
@@ -101,9 +58,6 @@ class OnlineModel:
         self.validator = validator
         self.ids = ids
         self.capture = capture
-        # With a journal, predict() only appends the request to it; a separate process
-        # replays the journal into the capture (components.capture.journal).
-        self.journal = journal
         self._feedback = _feedback_model(spec)
         # The layouts of the feature matrix given to capture, one object each per model
         # (capture stacks matrices of one layout at flush time): all of it, categories as
@@ -147,38 +101,10 @@ class OnlineModel:
     def predict(self, body: bytes) -> dict:
         records = self.validator.parse(body)
         scored = self.predictor.predict_batch(records)
-        if self.journal is not None:
-            self.journal.append(body, list(scored.ids), scored.scores)
-        elif self.capture is not None:
-            self._capture(records, scored, None)
-        return {"predictions": scored.answers}
-
-    def replay(self, body: bytes, ids: list[str], scores: np.ndarray, received_at) -> int:
-        """Capture a request this model answered, from its journal entry, as predict()
-        would have: the same validation and the same answers under the same ids, without
-        predicting again. Returns the number of records."""
-        if self.capture is None:
-            raise RuntimeError("replay needs a capture")
-        records = self.validator.parse(body)
-        if not len(records) == len(ids) == len(scores):
-            raise ValueError(
-                f"journal entry does not match its request: {len(records)} records, "
-                f"{len(ids)} ids, {len(scores)} scores"
-            )
-        scored = self.predictor.scored(records, self.predictor.matrix(records), scores, ids)
-        self._capture(records, scored, received_at)
-        return len(records)
-
-    def _capture(self, records, scored: Scored, received_at) -> None:
-        if len(records) >= COLUMNAR_FROM:
+        if self.capture is not None:
             columns, features = self._columns(records, scored)
-            self.capture.record_columns(
-                columns, len(records), matrix=features, received_at=received_at
-            )
-        else:
-            self.capture.record(
-                [r.__dict__ for r in records], scored.answers, received_at=received_at
-            )
+            self.capture.record_columns(columns, len(records), matrix=features)
+        return {"predictions": scored.answers}
 
     def _columns(self, records, scored: Scored) -> tuple[dict, FeatureMatrix]:
         """A request for capture: the model's matrix as it is (numbers as sent, categories
@@ -190,7 +116,7 @@ class OnlineModel:
         # and None, it stops walking them while they wait in the buffer (lists it walks on
         # every collection).
         columns: dict = {
-            "prediction_id": _packed(scored.ids),
+            "prediction_id": tuple(scored.ids),
             "model_version": self.predictor.version,
         }
         # A column straight from the records' attributes: no dict per record first.
@@ -267,20 +193,8 @@ class OnlineModel:
         }
 
     def close(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
         if self.capture is not None:
             self.capture.close()
-
-
-def _packed(ids: list[str]) -> Packed | tuple:
-    """Issued ids end to end in one string: one object waits in the capture's buffer instead
-    of one per id, and becomes Arrow without a Python object per id. Other ids (given to
-    replay(), or by a replaced id generator) as a tuple: checking each one's length
-    (~5 µs per 100) would eat most of what packing saves."""
-    if type(ids) is IssuedIds:
-        return Packed("".join(ids), ID_LENGTH)
-    return tuple(ids)
 
 
 def _feedback_model(spec: ProblemSpec) -> type[BaseModel]:

@@ -21,7 +21,7 @@ def profile_captures(
     store: str | None = STORE_OPTION,
 ) -> None:
     """Profile captured predictions not profiled yet (whylogs, one profile per window); run
-    it on a schedule when the service captures without profiles (runs never overlap)."""
+    it on a schedule, e.g. every few minutes (runs never overlap)."""
     from flows.capture_profiles import CaptureProfileParams, profile_captured, to_markdown
 
     try:
