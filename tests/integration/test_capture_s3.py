@@ -21,16 +21,16 @@ def test_captured_chunks_are_profiled_once_on_s3(store: S3Store) -> None:
     """Capture and the profile job on S3: chunks, ledger, profile and lease through boto3."""
     from datetime import UTC, datetime
 
-    from components.capture.buffer import (
-        Capture,
+    from components.capture.buffer import Capture
+    from components.capture.readers import read_captures
+    from components.core.problem import load_problem
+    from components.data.profiling import profile_summary
+    from components.monitoring.profile_job import (
         ProfileJobBusyError,
         _Lease,
         profile_captures,
-        read_captures,
         window_profiles,
     )
-    from components.core.problem import load_problem
-    from components.data.profiling import profile_summary
 
     spec = load_problem(Path(__file__).parents[2] / "problems" / "churn.yaml")
     now = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
@@ -50,7 +50,7 @@ def test_captured_chunks_are_profiled_once_on_s3(store: S3Store) -> None:
         "discount_pct": 5.0,
     }
     answer = {"model_version": "v1", "probability": 0.5, "label": 1}
-    with Capture(store, spec, worker_id="w1", clock=lambda: now, profile=False) as capture:
+    with Capture(store, spec, worker_id="w1", clock=lambda: now) as capture:
         capture.record([row] * 3, [{**answer, "prediction_id": f"p{i}"} for i in range(3)])
     assert len(read_captures(store, "churn")) == 3
     (done,) = profile_captures(store, spec, clock=lambda: now)

@@ -158,14 +158,16 @@ def test_prep_generated_data(tmp_path):
 
 
 def test_profile_captures_profiles_new_chunks_once(tmp_path):
-    from components.capture.buffer import Capture, profile_windows, window_profiles
+    from components.capture.buffer import Capture
+    from components.capture.windows import utc_now
     from components.core.problem import load_problem
     from components.core.store import LocalStore
     from components.data.profiling import profile_summary
+    from components.monitoring.profile_job import _Lease, profile_windows, window_profiles
 
     store = LocalStore(tmp_path / "store")
     spec = load_problem(CHURN)
-    with Capture(store, spec, worker_id="w1", profile=False) as capture:
+    with Capture(store, spec, worker_id="w1") as capture:
         records = pd.read_csv(_generated(tmp_path)).head(7)
         records = records[[spec.id_column, spec.event_time_column, *spec.input_features]]
         rows = records.to_dict("records")
@@ -187,8 +189,6 @@ def test_profile_captures_profiles_new_chunks_once(tmp_path):
     bad = runner.invoke(app, [*args, "--window", "90s"])
     assert bad.exit_code == 2
     assert "90s" in bad.output
-    from components.capture.buffer import _Lease, utc_now
-
     _Lease(store, "profiles/churn/_lease", 600, utc_now)  # another run in progress
     busy = runner.invoke(app, args)
     assert busy.exit_code == 2

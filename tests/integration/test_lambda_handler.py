@@ -63,7 +63,7 @@ def test_service_starts_once_per_container(invoked):
 def test_each_invocation_stores_what_it_captured(served_model, tmp_path):
     # The flush interval is an hour and the container ends without a shutdown (os._exit),
     # as a reclaimed Lambda container does: rows must already be stored per invocation.
-    from components.capture.buffer import read_captures
+    from components.capture.readers import read_captures
     from components.core.store import LocalStore
 
     store = tmp_path / "store"

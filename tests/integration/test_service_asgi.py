@@ -100,7 +100,8 @@ def test_feedback_is_idempotent_and_conflicts_are_409(client):
 
 
 def test_captured_rows_reach_the_store(app, served_model, monkeypatch, tmp_path):
-    from components.capture.buffer import read_captures, read_feedback
+    from components.capture.feedback import read_feedback
+    from components.capture.readers import read_captures
     from components.core.store import LocalStore
 
     with _client(app, monkeypatch, tmp_path) as c:
@@ -149,7 +150,7 @@ def test_unknown_categories_can_be_flagged_instead(app, monkeypatch, tmp_path):
 
 
 def test_flagged_requests_are_captured_as_sent(app, served_model, monkeypatch, tmp_path):
-    from components.capture.buffer import read_captures
+    from components.capture.readers import read_captures
     from components.core.store import LocalStore
 
     records = [*served_model.records[:9], {**GOOD, "region": "atlantis"}]  # columnar path

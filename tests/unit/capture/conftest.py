@@ -1,0 +1,19 @@
+"""The problem and an empty local store, for every test here."""
+
+from __future__ import annotations
+
+import pytest
+from capture_cases import CHURN
+
+from components.core.problem import load_problem
+from components.core.store import LocalStore
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_problem(CHURN)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return LocalStore(tmp_path / "store")
