@@ -8,9 +8,6 @@ running for the whole measurement; each round measures every server once, back t
   bento+capture    `bentoml serve bentos.service:PredictionService`, capture on (in the
                    workers; whylogs profiles left to `mlops profile-captures`, the default)
   bento            the same, capture off
-  bento+cap-prof   capture on with whylogs profiles in the workers (MLOPS_CAPTURE_PROFILES=true)
-  bento+journal    capture through the journal (MLOPS_CAPTURE_JOURNAL=true): workers
-                   journal requests, replayers at idle priority capture them
   bento+cap-alllog capture on, BentoML's access log for every request (MLOPS_SERVE_ACCESS_LOG=all;
                    the default logs only responses that are not 2xx/3xx)
   bento-lean(+cap) without BentoML's access log and Prometheus metrics (capture off / on)
@@ -23,10 +20,7 @@ p50/p99 latency, non-2xx responses, requests/s as a ratio of the FastAPI app's, 
 server's CPU time per request (all its processes; the median over rounds). Capture's cost is
 shown both ways: as lost requests/s, and as extra server CPU per request, the steadier of
 the two on a machine whose neighbours take CPU time unpredictably; from 8 rounds on, with a
-95% bootstrap interval of the median. With the journal, the
-capture's work is left to idle CPU: after each cell the script waits, without load, until the
-replayers have stored what the cell left, and prints that deferred CPU per request too (the
-work moved, not removed).
+95% bootstrap interval of the median.
 `hey` comes from Debian (apt-get install hey); the script installs it if missing and
 allowed (root).
 """
@@ -217,30 +211,6 @@ def server_cpu(pid: int) -> float:
     return total
 
 
-def journal_bytes(folder: Path) -> int:
-    """Bytes of journal segments not yet replayed (open ones included)."""
-    return sum(
-        p.stat().st_size
-        for p in folder.rglob("*")
-        if p.suffix in (".open", ".ready", ".replaying") and p.exists()
-    )
-
-
-def drain(folder: Path, pid: int, requests: int, timeout: float = 300) -> dict:
-    """Wait, without load, until the replayers have stored the journal a cell left (its
-    last segment closes within MLOPS_CAPTURE_FLUSH_S); the server CPU that took is capture
-    work deferred from the cell, per request of the cell."""
-    backlog = journal_bytes(folder)
-    before, start = server_cpu(pid), time.monotonic()
-    while journal_bytes(folder) and time.monotonic() - start < timeout:
-        time.sleep(0.2)
-    return {
-        "backlog": backlog,
-        "drain_s": time.monotonic() - start if backlog else 0.0,
-        "deferred_us": (server_cpu(pid) - before) / max(requests, 1) * 1e6 if backlog else 0.0,
-    }
-
-
 def paired_ratios(runs: dict, key: tuple, base: tuple, field: str) -> list[float]:
     """Per round, key's figure divided by base's (cells of one round run back to back, so
     the ratio cancels most of the machine's drift)."""
@@ -291,38 +261,23 @@ def in_process(model_dir: Path, records: list[dict], seconds: float = 2.0) -> di
 
 def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int = 8) -> dict:
     """CPU time per `OnlineModel.predict` call (all threads, the flusher included), capture
-    off versus on, with and without profiles, and journaled. They run in alternating rounds
-    (3,000 1-record or 300 100-record calls); every round ends by writing its rows (not the
-    profiles, which the flusher writes once a minute), so each round pays for its own capture.
-    The journal's rows are then replayed (as bentos/replayer.py does, profiles included) and
-    that CPU is shown per call too. The median round is shown: steadier than the HTTP
-    figures, with no client and no server."""
-    from components.capture.buffer import Capture, CaptureConfig
-    from components.capture.journal import Journal, Replayer
+    off versus on. They run in alternating rounds (3,000 1-record or 300 100-record calls);
+    every round ends by writing its rows, so each round pays for its own capture. The median
+    round is shown: steadier than the HTTP figures, with no client and no server."""
+    from components.capture.buffer import Capture
     from components.core.store import LocalStore
-    from components.serving.online import OnlineModel, ServingOptions
+    from components.serving.online import OnlineModel
 
     out = {}
     for size in (1, 100):
         body = json.dumps({"records": records[:size]}).encode()
         calls = 3000 if size == 1 else 300
         models = {}
-        journal = store / f"{size}-journal"
-        for name, profile in (
-            ("off", None),
-            ("on", True),
-            ("on, no profiles", False),
-            ("journaled", None),
-        ):
+        for name in ("off", "on"):
             online = OnlineModel.open(model_dir)
-            if name == "journaled":
-                online.journal = Journal(journal, "bench", {"version": online.predictor.version})
-            elif profile is not None:
+            if name == "on":
                 online.capture = Capture(
-                    LocalStore(store / f"{size}-{name}"),
-                    online.spec,
-                    worker_id="bench",
-                    profile=profile,
+                    LocalStore(store / f"{size}-{name}"), online.spec, worker_id="bench"
                 )
                 online.capture.start()
             for _ in range(100):
@@ -335,30 +290,11 @@ def capture_cpu(model_dir: Path, records: list[dict], store: Path, rounds: int =
                 for _ in range(calls):
                     online.predict(body)
                 if online.capture is not None:
-                    online.capture.flush(profiles=False)
+                    online.capture.flush()
                 times[name].append((time.process_time() - start) / calls * 1e6)
         for name, online in models.items():
             online.close()
             out[(size, name)] = statistics.median(times[name])
-        # The replayer's share: every journaled call (warm-up included) replayed once.
-        replaying = OnlineModel.open(model_dir, options=ServingOptions(max_records=10**9))
-        replaying.capture = Capture(
-            LocalStore(store / f"{size}-replayed"),
-            replaying.spec,
-            worker_id="bench",
-            config=CaptureConfig(max_buffered_rows=10**9),
-        )
-        replayer = Replayer(
-            journal,
-            lambda entry, _, online=replaying: online.replay(
-                entry.body, entry.ids, entry.scores, entry.received_at
-            ),
-            replaying.capture.flush_as,
-            owner=os.getpid(),
-        )
-        start = time.process_time()
-        replayer.run_once()
-        out[(size, "replayed later")] = (time.process_time() - start) / (100 + rounds * calls) * 1e6
     return out
 
 
@@ -395,22 +331,14 @@ def main() -> None:
             "MLOPS_SERVE_API_KEY": "",
         }
         lean = {"MLOPS_SERVE_ACCESS_LOG": "false", "MLOPS_SERVE_METRICS": "false"}
-        journal = tmp / "journal"
-        journaled = {"MLOPS_CAPTURE": "true", "MLOPS_CAPTURE_JOURNAL": "true"}
         servers = {
             "bento+capture": {**base_env, "MLOPS_CAPTURE": "true"},
-            "bento+cap-prof": {
-                **base_env,
-                "MLOPS_CAPTURE": "true",
-                "MLOPS_CAPTURE_PROFILES": "true",
-            },
             "bento+cap-alllog": {
                 **base_env,
                 "MLOPS_CAPTURE": "true",
                 "MLOPS_SERVE_ACCESS_LOG": "all",
             },
             "bento": {**base_env, "MLOPS_CAPTURE": "false"},
-            "bento+journal": {**base_env, **journaled},
             "bento-lean+cap": {**base_env, **lean, "MLOPS_CAPTURE": "true"},
             "bento-lean": {**base_env, **lean, "MLOPS_CAPTURE": "false"},
             "fastapi": base_env,
@@ -450,17 +378,10 @@ def main() -> None:
                             used = server_cpu(process.pid) - before
                             r["cpu_us"] = used / max(r["requests"], 1) * 1e6
                             r["round"] = round_
-                            r.update(drain(journal, process.pid, r["requests"]))
                             runs.setdefault((name, size, c), []).append(r)
                             print(
                                 f"  round {round_ + 1} {name:<17}{size:>4} rec  c={c:<3}"
-                                f"{r['rps']:>9.0f} req/s"
-                                + (
-                                    f"  journal {r['backlog'] / 1e6:.1f} MB left, replayed "
-                                    f"in {r['drain_s']:.1f} s"
-                                    if r["backlog"]
-                                    else ""
-                                ),
+                                f"{r['rps']:>9.0f} req/s",
                                 flush=True,
                             )
         finally:
@@ -504,25 +425,9 @@ def main() -> None:
         print(
             f"in-process CPU per predict, {size:>3} rec, capture {name:<16}{micros:8.0f} us"
             + (f"  ({micros / base - 1:+.0%})" if name != "off" else "")
-            + ("  (the replayer's, per journaled call)" if name == "replayed later" else "")
-        )
-    cells = [
-        f"{size} rec c={c}: {statistics.median(r['deferred_us'] for r in runs[key]):.0f} us "
-        f"({statistics.median(r['backlog'] for r in runs[key]) / 1e6:.1f} MB in "
-        f"{statistics.median(r['drain_s'] for r in runs[key]):.1f} s)"
-        for size in sizes
-        for c in clients
-        if (key := ("bento+journal", size, c)) in runs
-    ]
-    if cells:
-        print(
-            "journal replayed after each cell (bento+journal), CPU per request of the cell "
-            f"(journal left, time to store it): {', '.join(cells)}"
         )
     for on, off, label in (
         ("bento+capture", "bento", "capture cost"),
-        ("bento+cap-prof", "bento", "capture cost"),
-        ("bento+journal", "bento", "capture cost"),
         ("bento-lean+cap", "bento-lean", "capture cost"),
         ("bento+cap-alllog", "bento+capture", "cost of logging every request"),
     ):
