@@ -14,8 +14,9 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from components.core.problem import ProblemSpec, load_problem
+from components.core.s3_store import make_s3_client
 from components.core.settings import Settings
-from components.core.store import Store, make_s3_client, store_from_settings
+from components.core.store import Store, store_from_settings
 from components.data import datagen, ingest, profiling, validation
 from components.data.snapshot import SnapshotManifest, content_id, write_quarantine, write_snapshot
 from flows.tasks import task

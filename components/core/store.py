@@ -13,7 +13,8 @@ Two guarantees make the registry and the pointers safe under concurrent writers:
 
 Locally these come from ``os.link`` and a per-key ``flock`` plus atomic rename; on S3 from
 the ``If-None-Match`` / ``If-Match`` conditional-write headers. Writers store immutable
-objects first and move the pointer that makes them visible last.
+objects first and move the pointer that makes them visible last. The S3 store lives in
+:mod:`components.core.s3_store`; :func:`open_store` picks one from the URL.
 
 Nothing happens at import time: no client is built and no folder is created.
 """
@@ -35,16 +36,9 @@ from typing import IO, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
 # Local temp and lock files live beside the objects; these markers keep them out of list().
 TMP_PREFIX = ".tmp-"
 LOCK_SUFFIX = ".lock"
-
-_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
-_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
 class StoreError(Exception):
@@ -58,9 +52,24 @@ class KeyNotFoundError(StoreError):
 class ObjectExistsError(StoreError):
     """A create-only write hit a key that already exists."""
 
+    @classmethod
+    def at(cls, key_uri: str) -> ObjectExistsError:
+        return cls(
+            f"{key_uri} already exists and objects under it are immutable; "
+            "write a new key instead of overwriting"
+        )
+
 
 class PointerConflictError(StoreError):
     """A compare-and-swap lost: the pointer is no longer in the state the caller expected."""
+
+    @classmethod
+    def at(cls, key_uri: str, expected_etag: str | None) -> PointerConflictError:
+        expected = "it to be absent" if expected_etag is None else f"etag {expected_etag}"
+        return cls(
+            f"pointer {key_uri} was changed by someone else (expected {expected}); "
+            "re-read it with read_pointer and retry"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,26 +106,11 @@ def _key_problem(key: str) -> str | None:
     return None
 
 
-def _validate_prefix(prefix: str) -> str:
+def validate_prefix(prefix: str) -> str:
     """A list prefix is empty, or a valid key optionally followed by one '/'."""
     if prefix and (problem := _key_problem(prefix.removesuffix("/"))):
         raise ValueError(f"invalid store prefix {prefix!r}: {problem}")
     return prefix
-
-
-def _conflict_message(key_uri: str, expected_etag: str | None) -> str:
-    expected = "it to be absent" if expected_etag is None else f"etag {expected_etag}"
-    return (
-        f"pointer {key_uri} was changed by someone else (expected {expected}); "
-        "re-read it with read_pointer and retry"
-    )
-
-
-def _exists_message(key_uri: str) -> str:
-    return (
-        f"{key_uri} already exists and objects under it are immutable; "
-        "write a new key instead of overwriting"
-    )
 
 
 class Store(ABC):
@@ -212,7 +206,7 @@ class LocalStore(Store):
         try:
             _atomic_write(self._path(key), fill, create_only=create_only)
         except FileExistsError:
-            raise ObjectExistsError(_exists_message(self.uri(key))) from None
+            raise ObjectExistsError.at(self.uri(key)) from None
 
     def get_bytes(self, key: str) -> bytes:
         with self._open_for_read(key) as fh:
@@ -237,7 +231,7 @@ class LocalStore(Store):
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
-        _validate_prefix(prefix)
+        validate_prefix(prefix)
         # Walk only the deepest folder the prefix names, then filter by string prefix.
         start = self.root.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else self.root
         if not start.is_dir():
@@ -267,7 +261,7 @@ class LocalStore(Store):
             current = self.read_pointer(key)
             current_etag = current.etag if current else None
             if current_etag != expected_etag:
-                raise PointerConflictError(_conflict_message(self.uri(key), expected_etag))
+                raise PointerConflictError.at(self.uri(key), expected_etag)
             _atomic_write(path, lambda fh: fh.write(value), create_only=False)
         return _sha256(value)
 
@@ -335,163 +329,6 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-# --------------------------------------------------------------------------- S3
-
-
-def make_s3_client(
-    endpoint_url: str | None = None, region: str | None = None, max_attempts: int = 5
-) -> Any:
-    """Build a boto3 S3 client whose transient errors (5xx, throttling, timeouts) are retried
-    with botocore's ``standard`` mode; ``max_attempts`` follows botocore's meaning (retries
-    after the first try). A custom ``endpoint_url`` (moto, MinIO) uses path-style addressing.
-    """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
-
-
-def _error_code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _is_missing(err: ClientError) -> bool:
-    return _error_code(err) in _MISSING_CODES
-
-
-def _is_conflict(err: ClientError) -> bool:
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return _error_code(err) in _CONFLICT_CODES or status == 412
-
-
-class S3Store(Store):
-    """A store under ``s3://bucket/prefix`` using a boto3 client.
-
-    Create-only writes send ``If-None-Match: *`` and pointer swaps ``If-Match: <etag>``, so
-    S3 itself arbitrates between concurrent writers. Create-only ``put_file`` is a single
-    PUT (S3's limit: 5 GB); plain ``put_file`` uses multipart uploads for big files.
-    """
-
-    def __init__(self, bucket: str, prefix: str, client: Any, *, page_size: int = 1000) -> None:
-        if not bucket:
-            raise ValueError("an S3 store needs a bucket: use s3://bucket or s3://bucket/prefix")
-        self.bucket = bucket
-        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-        self.client = client
-        self.page_size = page_size
-        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
-
-    def _key(self, key: str) -> str:
-        return self.prefix + validate_key(key)
-
-    def _fail(self, action: str, key: str, err: ClientError) -> StoreError:
-        return StoreError(f"could not {action} {self.uri(key)}: {err}")
-
-    def put_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
-        self._put_object(key, data, create_only=create_only)
-
-    def put_file(self, key: str, path: str | Path, *, create_only: bool = False) -> None:
-        if create_only:
-            # s3transfer's upload_file cannot send If-None-Match, so use one PUT instead.
-            with Path(path).open("rb") as fh:
-                self._put_object(key, fh, create_only=True)
-            return
-        try:
-            self.client.upload_file(str(path), self.bucket, self._key(key))
-        except ClientError as err:
-            raise self._fail("upload to", key, err) from err
-
-    def _put_object(self, key: str, body: bytes | IO[bytes], *, create_only: bool) -> None:
-        extra = {"IfNoneMatch": "*"} if create_only else {}
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, **extra)
-        except ClientError as err:
-            if create_only and _is_conflict(err):
-                raise ObjectExistsError(_exists_message(self.uri(key))) from None
-            raise self._fail("write", key, err) from err
-
-    def get_bytes(self, key: str) -> bytes:
-        return self._get_object(key)["Body"].read()
-
-    def _get_object(self, key: str) -> dict[str, Any]:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as err:
-            if _is_missing(err):
-                raise KeyNotFoundError(f"no object {self.uri(key)} in store {self.url}") from None
-            raise self._fail("read", key, err) from err
-
-    def get_file(self, key: str, path: str | Path) -> Path:
-        dest = Path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f"{TMP_PREFIX}{secrets.token_hex(8)}")
-        try:
-            self.client.download_file(self.bucket, self._key(key), str(tmp))
-            tmp.replace(dest)
-        except ClientError as err:
-            if _is_missing(err):
-                raise KeyNotFoundError(f"no object {self.uri(key)} in store {self.url}") from None
-            raise self._fail("download", key, err) from err
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as err:
-            if _is_missing(err):
-                return False
-            raise self._fail("check", key, err) from err
-        return True
-
-    def list(self, prefix: str = "") -> list[str]:
-        _validate_prefix(prefix)
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket,
-            Prefix=self.prefix + prefix,
-            PaginationConfig={"PageSize": self.page_size},
-        )
-        try:
-            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-        except ClientError as err:
-            raise StoreError(f"could not list {self.url}/{prefix}: {err}") from err
-        # Zero-byte "folder" markers made by consoles end with '/'; they are not objects.
-        return sorted(k[len(self.prefix) :] for k in keys if not k.endswith("/"))
-
-    def delete(self, key: str) -> None:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as err:
-            raise self._fail("delete", key, err) from err
-
-    def read_pointer(self, key: str) -> Pointer | None:
-        try:
-            response = self._get_object(key)
-        except KeyNotFoundError:
-            return None
-        return Pointer(value=response["Body"].read(), etag=response["ETag"])
-
-    def swap_pointer(self, key: str, value: bytes, expected_etag: str | None) -> str:
-        condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}
-        try:
-            response = self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=value, **condition
-            )
-        except ClientError as err:
-            # If-Match on a key deleted meanwhile answers 404 NoSuchKey: also a lost race.
-            if _is_conflict(err) or (expected_etag is not None and _is_missing(err)):
-                raise PointerConflictError(
-                    _conflict_message(self.uri(key), expected_etag)
-                ) from None
-            raise self._fail("swap pointer", key, err) from err
-        return response["ETag"]
-
-
 # --------------------------------------------------------------------------- factory
 
 
@@ -507,6 +344,10 @@ def open_store(
     Opening never creates anything; a local folder appears on the first write."""
     parsed = urlparse(url)
     if parsed.scheme == "s3":
+        # Imported here, not at the top: s3_store builds on this module, and local stores
+        # never need boto3.
+        from components.core.s3_store import S3Store, make_s3_client
+
         client = s3_client or make_s3_client(endpoint_url=endpoint_url, region=region)
         return S3Store(parsed.netloc, parsed.path, client)
     if parsed.scheme == "file":
@@ -522,6 +363,8 @@ def store_from_settings(settings: Any, override: str | None = None) -> Store:
     url = override or settings.store
     client = None
     if url.startswith("s3://"):
+        from components.core.s3_store import make_s3_client
+
         client = make_s3_client(
             endpoint_url=settings.s3_endpoint_url,
             region=settings.aws_region,

@@ -13,7 +13,7 @@ import pytest
 from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
-from components.core.store import make_s3_client
+from components.core.s3_store import make_s3_client
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.core.store import S3Store
+from components.core.s3_store import S3Store
 
 
 @pytest.fixture

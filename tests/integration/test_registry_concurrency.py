@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from components.core.store import LocalStore, PointerConflictError, S3Store, Store, make_s3_client
-from components.model.registry import HistoryEntry, Registry
+from components.core.s3_store import S3Store, make_s3_client
+from components.core.store import LocalStore, PointerConflictError, Store
+from components.model.registry import Registry
+from components.model.registry_records import HistoryEntry
 
 PROBLEM = "churn"
 S3_PREFIX = "registry-race"

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from components.core.s3_store import S3Store, make_s3_client
 from components.core.store import (
     KeyNotFoundError,
     ObjectExistsError,
     PointerConflictError,
-    S3Store,
     StoreError,
-    make_s3_client,
     open_store,
 )
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from components.core.s3_store import S3Store
 from components.core.store import (
     LocalStore,
     ObjectExistsError,
-    S3Store,
     StoreError,
     open_store,
 )
