@@ -4,7 +4,8 @@
 columns of `problems/churn.yaml` (in file order) between `customer_id`/`event_time` and
 `label_time`: ints int64, floats float64 (NaN for nulls), categories plain strings (pandas
 "str", not "category"), times `datetime64[us, UTC]`. Everything is vectorised NumPy; nothing
-happens at import time. 1M rows take about 1-2 s, 5M about 6-10 s and 1.8 GB at peak.
+happens at import time. Its speed and
+peak memory are measured by `benchmarks/datagen.py`.
 
 Data-generating process (DGP)
 -----------------------------
@@ -94,6 +95,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from components.data import corruption
+
 SCENARIOS = ("none", "covariate", "concept", "quality")
 
 ID = "customer_id"
@@ -119,7 +122,6 @@ CONTRACTS = ("month-to-month", "one-year", "two-year")
 PLANS = ("basic", "standard", "premium")
 PAYMENT_METHODS = ("credit-card", "bank-transfer", "electronic-check", "mailed-check")
 REGIONS = ("north", "south", "east", "west", "central")
-CORRUPTION_KINDS = ("null", "out_of_range", "unit_change", "unseen_category")
 
 _US_PER_DAY = 86_400_000_000
 _WEEKDAY_WEIGHT = np.array([1.05, 1.0, 1.0, 1.0, 1.05, 0.85, 0.8])  # Monday first
@@ -229,9 +231,9 @@ def generate(config: GeneratorConfig) -> Generated:
         p[post] = _probability({k: v[post] for k, v in x.items()}, concept=True)
     churned = (rngs["label"].random(config.rows) < p).astype(np.int64)
     frame = _build_frame(config, time_us, x, churned)
-    corruptions = _empty_corruptions()
+    corruptions = corruption.no_corruptions(ID)
     if config.scenario == "quality":
-        corruptions = _corrupt(frame, post, config.quality_fraction, quality_ss)
+        corruptions = corruption.corrupt(frame, ID, post, config.quality_fraction, quality_ss)
     return Generated(frame=frame, corruptions=corruptions)
 
 
@@ -446,65 +448,6 @@ def _plain(values) -> pd.Series | np.ndarray:
 def _strings(codes: np.ndarray, categories: tuple[str, ...]) -> pd.Series:
     """Category codes as a plain string column (pandas "str" dtype, not "category")."""
     return pd.Series(np.array(categories, dtype=object)[codes], dtype="str")
-
-
-def _empty_corruptions() -> pd.DataFrame:
-    return pd.DataFrame({ID: [], "column": [], "kind": []}, dtype="str")
-
-
-# --- quality incident ----------------------------------------------------------------------
-
-# kind -> the (column, bad value) options it may use; one option is picked per corrupted row.
-# A bad value is made from a magnitude in 1..12 and the clean value of the cell.
-_CORRUPTIONS = {
-    "null": (
-        ("tenure_months", lambda m, clean: None),
-        ("monthly_charges", lambda m, clean: None),
-        ("payment_method", lambda m, clean: None),
-    ),
-    "out_of_range": (
-        ("tenure_months", lambda m, clean: -m),  # -1..-12
-        ("support_calls", lambda m, clean: 50 + 4 * m),  # 54..98
-    ),
-    "unit_change": (("monthly_charges", lambda m, clean: clean * 100),),  # cents; >= 1500
-    "unseen_category": (
-        ("payment_method", lambda m, clean: "crypto"),
-        ("region", lambda m, clean: "international"),
-    ),
-}
-
-
-def _corrupt(
-    frame: pd.DataFrame, post: np.ndarray, fraction: float, seed: np.random.SeedSequence
-) -> pd.DataFrame:
-    """Corrupt one cell in each of round(fraction x post-drift rows) rows, in place, split
-    evenly across the kinds; return the corrupted cells. tenure_months becomes Int64."""
-    rng = np.random.default_rng(seed)
-    post_rows = np.flatnonzero(post)
-    n_bad = int(np.floor(fraction * len(post_rows) + 0.5))
-    rows = np.sort(rng.choice(post_rows, size=n_bad, replace=False))
-    kind = rng.permutation(n_bad) % len(CORRUPTION_KINDS)
-    pick, magnitude = rng.random(n_bad), rng.integers(1, 13, n_bad)
-    column = np.empty(n_bad, dtype=object)
-    frame["tenure_months"] = frame["tenure_months"].astype("Int64")
-    for k, name in enumerate(CORRUPTION_KINDS):
-        options = _CORRUPTIONS[name]
-        option = (pick * len(options)).astype(np.int64)
-        for j, (target, bad_value) in enumerate(options):
-            hit = (kind == k) & (option == j)
-            column[hit] = target
-            if hit.any():
-                where = frame.columns.get_loc(target)
-                clean = frame.iloc[rows[hit], where].to_numpy()
-                frame.iloc[rows[hit], where] = bad_value(magnitude[hit], clean)
-    return pd.DataFrame(
-        {
-            ID: frame[ID].to_numpy()[rows],
-            "column": column,
-            "kind": np.array(CORRUPTION_KINDS, dtype=object)[kind],
-        },
-        dtype="str",
-    )
 
 
 # --- small helpers -------------------------------------------------------------------------
