@@ -2,9 +2,9 @@
 version, in chunks, through the online service's validation.
 
 The model is read through the registry (its checksum verified), the input is fetched to a
-temp folder (an s3:// input is downloaded with boto3, a snapshot verified against its
+temp folder (an s3:// input through a store on its bucket, a snapshot verified against its
 manifest) and `components.serving.batch.score_table` writes the predictions and rejected rows.
-They are kept at a local `*.parquet` path, or stored under
+They are kept at a local `*.parquet` path, or stored under `keys.scores`:
 
     <output>/<problem>/<version>/<input_id>/{predictions,rejected}.parquet, summary.json
 
@@ -24,9 +24,11 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from components.core.problem import ProblemSpec, load_problem
+from components.core.s3_store import make_s3_client
 from components.core.settings import Settings
-from components.core.store import Store, make_s3_client, store_from_settings, validate_key
+from components.core.store import Store, store_from_settings, validate_key
 from components.data.ingest import check_source
+from components.data.snapshot import download_snapshot
 from components.model.registry import Registry
 from components.serving import batch as scoring
 from components.serving.contract import Predictor, Validator
@@ -85,7 +87,8 @@ def fetch_input(
     store: Store, spec: ProblemSpec, params: BatchScoringParams, settings: Settings, folder: Path
 ) -> ScoringInput:
     if params.snapshot_id is not None:
-        path = scoring.fetch_snapshot(store, spec.name, params.snapshot_id, folder)
+        target = folder / f"snapshot-{params.snapshot_id}.parquet"
+        path = download_snapshot(store, spec.name, params.snapshot_id, target)
         return ScoringInput(path, params.snapshot_id, f"snapshot {params.snapshot_id}")
     if params.input.startswith("s3://"):
         client = make_s3_client(
@@ -99,10 +102,12 @@ def fetch_input(
 
 
 @task
-def find_stored(store: Store, prefix: str | None) -> scoring.ScoringSummary | None:
-    if prefix is None:
+def find_stored(
+    store: Store, where: scoring.ScoresLocation | None
+) -> scoring.ScoringSummary | None:
+    if where is None:
         return None
-    found = scoring.stored_summary(store, prefix)
+    found = scoring.stored_summary(store, where)
     if found is not None:
         get_run_logger().info("already scored: %s; returning that run's summary", found.output)
     return found
@@ -139,11 +144,11 @@ def score(
 
 @task
 def store_scores(
-    store: Store, prefix: str | None, summary: scoring.ScoringSummary
+    store: Store, where: scoring.ScoresLocation | None, summary: scoring.ScoringSummary
 ) -> scoring.ScoringSummary:
-    if prefix is None:
+    if where is None:
         return summary
-    stored = scoring.store_scores(store, prefix, summary)
+    stored = scoring.store_scores(store, where, summary)
     get_run_logger().info("predictions stored at %s", stored.output)
     return stored
 
@@ -157,14 +162,6 @@ def publish(spec: ProblemSpec, summary: scoring.ScoringSummary) -> None:
     )
 
 
-def _prefix(
-    params: BatchScoringParams, spec: ProblemSpec, version: str, input_id: str
-) -> str | None:
-    if scoring.is_local_output(params.output):
-        return None
-    return scoring.scores_prefix(params.output, spec.name, version, input_id)
-
-
 @flow(name="batch-scoring")
 def batch_score(params: BatchScoringParams) -> scoring.ScoringSummary:
     """Predictions for every valid row of a file or snapshot; rejected rows with reasons."""
@@ -174,10 +171,12 @@ def batch_score(params: BatchScoringParams) -> scoring.ScoringSummary:
     predictor = load_predictor(store, spec, params.version)
     with tempfile.TemporaryDirectory(prefix="mlops-scoring-") as work:
         scoring_input = fetch_input(store, spec, params, settings, Path(work))
-        prefix = _prefix(params, spec, predictor.version, scoring_input.input_id)
-        summary = find_stored(store, prefix)
+        where = scoring.scores_location(
+            params.output, spec.name, predictor.version, scoring_input.input_id
+        )
+        summary = find_stored(store, where)
         if summary is None:
             summary = score(scoring_input, predictor, params, Path(work))
-            summary = store_scores(store, prefix, summary)
+            summary = store_scores(store, where, summary)
     publish(spec, summary)
     return summary

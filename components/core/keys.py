@@ -9,6 +9,7 @@ layout below is the whole contract between the writers and the readers::
     models/<problem>/registry.json                    versions, aliases, history (CAS)
     models/<problem>/versions/<version>/<file>        a version's files, create-only
     bentos/<problem>/<version>/<file>.bento           the smoke-tested bento
+    scores/<problem>/<version>/<input_id>/<file>      batch scores (``scores``: the output prefix)
     captures/<problem>/date=YYYY-MM-DD/hour=HH/<chunk>.parquet
     feedback/<problem>/<prediction_id>.json
     profiles/<problem>/window=YYYYMMDDTHHMMSSZ/<file>  whylogs profiles of a window
@@ -75,6 +76,17 @@ def model_version(problem: str, version: str, name: str | None = None) -> str:
 
 def bento(problem: str, version: str, name: str) -> str:
     return f"bentos/{problem}/{version}/{name}"
+
+
+# ------------------------------------------------------------------ scores
+
+
+def scores(root: str, problem: str, version: str, input_id: str, name: str | None = None) -> str:
+    """A batch-scoring run's folder, or one of its files: the scores of one input (a snapshot
+    id or a file's content id) with one model version, under the key prefix ``root`` the
+    user chose as output (surrounding slashes ignored)."""
+    folder = f"{root.strip('/')}/{problem}/{version}/{input_id}"
+    return folder if name is None else f"{folder}/{name}"
 
 
 # ------------------------------------------------------------------ capture

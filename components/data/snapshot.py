@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -141,13 +142,40 @@ def read_snapshot(store: Store, problem: str, snapshot_id: str) -> pd.DataFrame:
     """Load a snapshot's rows, verifying them against the manifest's checksum."""
     manifest = read_manifest(store, problem, snapshot_id)
     data = store.get_bytes(manifest.data_key)
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != manifest.data_sha256:
+    _check_data(store, manifest, hashlib.sha256(data).hexdigest())
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def download_snapshot(store: Store, problem: str, snapshot_id: str, path: Path) -> Path:
+    """Stream a snapshot's data file to `path` (for reading in chunks) and return the path,
+    verified against the manifest's checksum: a corrupt file is removed, not returned.
+    NoSnapshotError when the problem has no such snapshot."""
+    try:
+        manifest = read_manifest(store, problem, snapshot_id)
+    except KeyNotFoundError:
+        raise NoSnapshotError(
+            f"{store.uri(keys.snapshot(problem, snapshot_id))}: no snapshot {snapshot_id!r} "
+            f"for problem {problem!r}; check the id, or run `mlops data prep` to make one"
+        ) from None
+    store.get_file(manifest.data_key, path)
+    with path.open("rb") as fh:
+        actual = hashlib.file_digest(fh, "sha256").hexdigest()
+    try:
+        _check_data(store, manifest, actual)
+    except ValueError:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_data(store: Store, manifest: SnapshotManifest, actual_sha256: str) -> None:
+    """ValueError unless the snapshot's data has the sha256 its manifest records."""
+    if actual_sha256 != manifest.data_sha256:
         raise ValueError(
             f"{store.uri(manifest.data_key)}: checksum mismatch (manifest says "
-            f"{manifest.data_sha256[:12]}…, file is {actual[:12]}…); the snapshot is corrupt"
+            f"{manifest.data_sha256[:12]}…, file is {actual_sha256[:12]}…); the snapshot is "
+            "corrupt"
         )
-    return pd.read_parquet(io.BytesIO(data))
 
 
 def _manifest(spec, valid, snapshot_id, source, data, quarantined_rows, now) -> SnapshotManifest:

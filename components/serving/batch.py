@@ -22,11 +22,12 @@ beside their final paths and renamed into place only when every chunk has been s
 rejected rows first and the predictions last: a crash or an error leaves no file, or an
 older complete one, at the final paths.
 
-The store helpers at the end lay scores out as
+The store helpers at the end keep a run's files under `keys.scores` (`<output>` is the key
+prefix given as output, "scores" by default):
 
-    <prefix>/<problem>/<version>/<input_id>/predictions.parquet
-    <prefix>/<problem>/<version>/<input_id>/rejected.parquet    only when a row was rejected
-    <prefix>/<problem>/<version>/<input_id>/summary.json        written last: means complete
+    <output>/<problem>/<version>/<input_id>/predictions.parquet
+    <output>/<problem>/<version>/<input_id>/rejected.parquet    only when a row was rejected
+    <output>/<problem>/<version>/<input_id>/summary.json        written last: means complete
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
 
+from components.core import keys
 from components.core.problem import ProblemSpec
-from components.core.store import KeyNotFoundError, Store
+from components.core.store import Store, open_store
 from components.data.ingest import DataSourceError, check_source
 from components.data.schema import coerce_to_spec
-from components.data.snapshot import NoSnapshotError, read_manifest
 from components.data.validation import SchemaMismatchError
 from components.model.registry import Registry, RegistryError
 from components.serving.contract import UNKNOWN_CATEGORY_FLAG, Predictor, Validator
@@ -60,7 +60,6 @@ REASONS_COLUMN = "_reasons"
 PREDICTIONS_FILE = "predictions.parquet"
 REJECTED_FILE = "rejected.parquet"
 SUMMARY_FILE = "summary.json"
-_COPY_BLOCK = 1 << 20
 
 
 class ModelMismatchError(RegistryError):
@@ -405,77 +404,72 @@ def file_id(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
 
 
-def fetch_snapshot(store: Store, problem: str, snapshot_id: str, folder: Path) -> Path:
-    """Download a snapshot's data file into `folder` and verify it against its manifest."""
-    try:
-        manifest = read_manifest(store, problem, snapshot_id)
-    except KeyNotFoundError:
-        raise NoSnapshotError(
-            f"{store.uri(f'snapshots/{problem}')}: no snapshot {snapshot_id!r} for problem "
-            f"{problem!r}; check the id, or run `mlops data prep` to make one"
-        ) from None
-    path = store.get_file(manifest.data_key, folder / f"snapshot-{snapshot_id}.parquet")
-    with path.open("rb") as fh:
-        actual = hashlib.file_digest(fh, "sha256").hexdigest()
-    if actual != manifest.data_sha256:
-        raise ValueError(
-            f"{store.uri(manifest.data_key)}: checksum mismatch (manifest says "
-            f"{manifest.data_sha256[:12]}…, file is {actual[:12]}…); the snapshot is corrupt"
-        )
-    return path
-
-
 def fetch_s3_object(uri: str, s3_client: Any, folder: Path) -> Path:
-    """Download s3://bucket/key into `folder` (streamed to disk), keeping the file name so
-    the format can be told from it."""
+    """Download s3://bucket/key into `folder` through a store on the bucket, keeping the file
+    name so the format can be told from it."""
     check_source(uri)
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise DataSourceError(f"{uri}: an S3 input needs the form s3://bucket/key")
-    path = folder / key.rsplit("/", 1)[-1]
-    try:
-        s3_client.download_file(bucket, key, str(path))
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404", "NoSuchBucket"):
-            raise DataSourceError(f"{uri}: input object not found ({code})") from None
-        raise DataSourceError(f"{uri}: cannot be read from S3 ({code}: {exc})") from exc
-    return path
+    if s3_client is None:
+        raise DataSourceError(f"{uri}: reading from S3 needs an S3 client")
+    bucket_store = open_store(f"s3://{bucket}", s3_client=s3_client)
+    if not bucket_store.exists(key):
+        raise DataSourceError(f"{uri}: input object not found; check the bucket and key")
+    return bucket_store.get_file(key, folder / key.rsplit("/", 1)[-1])
 
 
 # --------------------------------------------------------------------------- the store
 
 
-def scores_prefix(prefix: str, problem: str, version: str, input_id: str) -> str:
-    return f"{prefix.strip('/')}/{problem}/{version}/{input_id}"
+@dataclass(frozen=True)
+class ScoresLocation:
+    """Where one run's scores are stored: `keys.scores`, `root` being the output prefix."""
+
+    root: str
+    problem: str
+    version: str
+    input_id: str
+
+    def key(self, name: str) -> str:
+        return keys.scores(self.root, self.problem, self.version, self.input_id, name)
 
 
-def stored_summary(store: Store, prefix: str) -> ScoringSummary | None:
-    """The summary of a complete earlier run under `prefix`, or None."""
-    try:
-        raw = store.get_json(f"{prefix}/{SUMMARY_FILE}")
-    except KeyNotFoundError:
+def scores_location(
+    output: str, problem: str, version: str, input_id: str
+) -> ScoresLocation | None:
+    """Where to store the scores of `input_id` with `version`; None for a local output."""
+    if is_local_output(output):
         return None
+    return ScoresLocation(output, problem, version, input_id)
+
+
+def stored_summary(store: Store, where: ScoresLocation) -> ScoringSummary | None:
+    """The summary of a complete earlier run at `where`, or None."""
+    key = where.key(SUMMARY_FILE)
+    if not store.exists(key):  # the summary is create-only and never deleted
+        return None
+    raw = store.get_json(key)
     return ScoringSummary(**{**raw, "ignored_columns": tuple(raw.get("ignored_columns", ()))})
 
 
-def store_scores(store: Store, prefix: str, summary: ScoringSummary) -> ScoringSummary:
-    """Upload the files of a local run under `prefix`, then its summary (create-only, last:
-    its presence means the scores are complete). Returns the summary with store URIs.
+def store_scores(store: Store, where: ScoresLocation, summary: ScoringSummary) -> ScoringSummary:
+    """Upload the files of a local run to `where`, then its summary (create-only, last: its
+    presence means the scores are complete). Returns the summary with store URIs.
 
     The files are overwritten, not created only, so that a run that crashed after uploading
     them but before the summary can be repeated."""
-    rejected_key = f"{prefix}/{REJECTED_FILE}" if summary.rejected_output else None
+    rejected_key = where.key(REJECTED_FILE) if summary.rejected_output else None
     if rejected_key:
         store.put_file(rejected_key, summary.rejected_output)
-    store.put_file(f"{prefix}/{PREDICTIONS_FILE}", summary.output)
+    store.put_file(where.key(PREDICTIONS_FILE), summary.output)
     stored = replace(
         summary,
-        output=store.uri(f"{prefix}/{PREDICTIONS_FILE}"),
+        output=store.uri(where.key(PREDICTIONS_FILE)),
         rejected_output=store.uri(rejected_key) if rejected_key else None,
     )
     body = json.dumps(asdict(stored), indent=2).encode()
-    store.put_bytes(f"{prefix}/{SUMMARY_FILE}", body, create_only=True)
+    store.put_bytes(where.key(SUMMARY_FILE), body, create_only=True)
     return stored
 
 

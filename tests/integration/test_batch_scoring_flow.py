@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from components.core.store import LocalStore, open_store
 from components.data import datagen
+from components.data.ingest import DataSourceError
 from components.data.snapshot import read_snapshot
 from components.model.registry import Registry
 from components.serving import batch as scoring
@@ -157,7 +158,16 @@ def test_a_parquet_file_on_s3_is_scored_into_an_s3_store(
     assert summary.rows_rejected == len(generated.corruptions)
     assert summary.rows_scored + summary.rows_rejected == 1500
     assert summary.ignored_columns == ("churned", "label_time")
-    assert scoring.stored_summary(s3_store, prefix) == summary
+    where = scoring.scores_location("scores", "churn", version, input_id)
+    assert scoring.stored_summary(s3_store, where) == summary
+
+
+def test_a_missing_s3_input_is_named(s3_bucket, tmp_path):
+    client, bucket = s3_bucket
+    for uri in (f"s3://{bucket}/raw/absent.parquet", f"s3://{bucket}-absent/raw/day.parquet"):
+        with pytest.raises(DataSourceError, match=f"{uri}: input object not found"):
+            scoring.fetch_s3_object(uri, client, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_params_need_exactly_one_input_and_a_usable_output():

@@ -13,7 +13,9 @@ import pytest
 from components.core.problem import load_problem
 from components.core.store import LocalStore
 from components.data.snapshot import (
+    NoSnapshotError,
     content_id,
+    download_snapshot,
     latest_snapshot_id,
     read_manifest,
     read_snapshot,
@@ -141,6 +143,22 @@ def test_tampered_data_is_refused(spec, tmp_path):
     (tmp_path / manifest.data_key).write_bytes(b"tampered")
     with pytest.raises(ValueError, match="checksum mismatch"):
         read_snapshot(store, "churn", manifest.snapshot_id)
+
+
+def test_a_downloaded_snapshot_is_verified(spec, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    valid = validate_frame(_raw(10), spec).valid
+    manifest = _write(store, spec, valid)
+    path = download_snapshot(store, "churn", manifest.snapshot_id, tmp_path / "got.parquet")
+    assert path == tmp_path / "got.parquet"
+    pd.testing.assert_frame_equal(pd.read_parquet(path), valid)
+
+    (tmp_path / "store" / manifest.data_key).write_bytes(b"tampered")
+    with pytest.raises(ValueError, match=r"checksum mismatch.*the snapshot is corrupt"):
+        download_snapshot(store, "churn", manifest.snapshot_id, tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
+    with pytest.raises(NoSnapshotError, match="no snapshot 'absent' for problem 'churn'"):
+        download_snapshot(store, "churn", "absent", tmp_path / "none.parquet")
 
 
 def test_quarantine_rows_and_report_are_stored(spec, tmp_path):

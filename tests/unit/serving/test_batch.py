@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.core.problem import load_problem
-from components.core.store import LocalStore
+from components.core.store import LocalStore, ObjectExistsError
 from components.data import datagen
 from components.data.ingest import DataSourceError
 from components.data.validation import SchemaMismatchError, validate_frame
@@ -292,19 +292,37 @@ def test_scores_are_stored_with_the_summary_last(spec, predictor, tmp_path):
     frame = _hand_corrupted(spec)
     summary = scoring.score_table([frame], predictor, Validator(spec), tmp_path / "o.parquet")
     store = LocalStore(tmp_path / "store")
-    prefix = scoring.scores_prefix("scores", spec.name, "v7", "abc")
-    assert scoring.stored_summary(store, prefix) is None
+    where = scoring.scores_location("scores", spec.name, "v7", "abc")
+    assert scoring.stored_summary(store, where) is None
 
-    stored = scoring.store_scores(store, prefix, summary)
+    stored = scoring.store_scores(store, where, summary)
 
     assert store.list("scores/") == [
-        f"{prefix}/predictions.parquet",
-        f"{prefix}/rejected.parquet",
-        f"{prefix}/summary.json",
+        "scores/churn/v7/abc/predictions.parquet",
+        "scores/churn/v7/abc/rejected.parquet",
+        "scores/churn/v7/abc/summary.json",
     ]
-    assert stored.output == store.uri(f"{prefix}/predictions.parquet")
-    assert scoring.stored_summary(store, prefix) == stored
+    assert stored.output == store.uri("scores/churn/v7/abc/predictions.parquet")
+    assert stored.rejected_output == store.uri("scores/churn/v7/abc/rejected.parquet")
+    assert scoring.stored_summary(store, where) == stored
     assert (stored.rows_scored, stored.rows_rejected) == (summary.rows_scored, 4)
+    with pytest.raises(ObjectExistsError):  # a complete run is never overwritten
+        scoring.store_scores(store, where, summary)
+
+
+def test_a_local_output_has_no_location_in_the_store():
+    assert scoring.scores_location("out/s.parquet", "churn", "v7", "abc") is None
+    where = scoring.scores_location("/team/scores/", "churn", "v7", "abc")
+    assert where.key("summary.json") == "team/scores/churn/v7/abc/summary.json"
+
+
+def test_s3_inputs_need_a_key_and_a_client(tmp_path):
+    with pytest.raises(DataSourceError, match="the form s3://bucket/key"):
+        scoring.fetch_s3_object("s3://bucket-only.csv", object(), tmp_path)
+    with pytest.raises(DataSourceError, match="needs an S3 client"):
+        scoring.fetch_s3_object("s3://bucket/day.csv", None, tmp_path)
+    with pytest.raises(DataSourceError, match="unsupported file type"):
+        scoring.fetch_s3_object("s3://bucket/day.json", object(), tmp_path)
 
 
 def test_file_id_and_output_kind(tmp_path):
