@@ -73,7 +73,7 @@ def make_model(folder: Path) -> tuple[Path, list[dict]]:
     from components.data import datagen
     from components.data.validation import validate_frame
     from components.model import training
-    from flows.packaging import _record
+    from components.model.known_answers import request_record
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     config = datagen.GeneratorConfig(rows=60_000, days=60, start=date(2026, 1, 1), seed=2)
@@ -96,7 +96,7 @@ def make_model(folder: Path) -> tuple[Path, list[dict]]:
         },
     }
     (folder / "metadata.json").write_text(json.dumps(metadata))
-    records = [_record(row, spec) for _, row in parts.test.head(100).iterrows()]
+    records = [request_record(row, spec) for _, row in parts.test.head(100).iterrows()]
     return folder, records
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
@@ -22,8 +20,7 @@ from components.core import keys
 from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
-from components.data.snapshot import read_snapshot
-from components.model import training
+from components.model.known_answers import known_answers
 from components.model.registry import Registry, RegistryError
 from flows.tasks import task
 
@@ -68,44 +65,16 @@ def build(tag: str) -> str:
     return bento
 
 
-def known_answers(
-    store: Store, registry: Registry, spec: ProblemSpec, version: str, rows: int
-) -> tuple[list[dict], np.ndarray]:
-    """Records from the version's snapshot and the registry model's own predictions on them
-    (through pandas, a different path from the service's)."""
-    meta = registry.metadata(version)
-    frame = read_snapshot(store, spec.name, meta["snapshot_id"])
-    sample = frame.sample(n=min(rows, len(frame)), random_state=0)
-    booster = training.load_model(registry.read_file(version, "model.ubj"))
-    expected = training.predict(booster, sample, spec)
-    return [_record(row, spec) for _, row in sample.iterrows()], expected
-
-
-def _record(row: pd.Series, spec: ProblemSpec) -> dict:
-    out = {}
-    for name in spec.input_features:
-        value = row[name]
-        if pd.isna(value):
-            out[name] = None
-        elif spec.features[name].type == "int":
-            out[name] = int(value)
-        elif spec.features[name].type == "float":
-            out[name] = float(value)
-        else:
-            out[name] = value
-    return out
-
-
 @task
 def smoke_test(
     bento: str, store: Store, registry: Registry, spec: ProblemSpec, version: str, rows: int
 ) -> list[str]:
-    records, expected = known_answers(store, registry, spec, version, rows)
+    answers = known_answers(store, registry, spec, version, rows)
     with tempfile.TemporaryDirectory() as scratch:
         env = {"MLOPS_CAPTURE": "false", "MLOPS_STORE": scratch, "MLOPS_SERVE_API_KEY": ""}
         running = packaging.serve(bento, env=env, workers=1)
         try:
-            passed = packaging.smoke_test(running.url, records, expected)
+            passed = packaging.smoke_test(running.url, answers.records, answers.expected)
         finally:
             running.stop()
     for line in passed:

@@ -10,7 +10,6 @@ The test rows are never used to choose hyperparameters, thresholds or boosting r
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -19,27 +18,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
-from components.core import keys, provenance
 from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
 from components.data.snapshot import NoSnapshotError, latest_snapshot_id, read_snapshot
-from components.model import evaluation, gate, plots, training, tuning
-from components.model.model_card import ModelCard, render_html, render_markdown
+from components.model import assessment, gate, registration, training, tuning
+from components.model.model_card import render_markdown
 from components.model.registry import Registry
 from flows.progress import report_progress
 from flows.tasks import task
-
-INTENDED_USE = (
-    "Rank customers of this subscription business by their risk of the outcome in the "
-    "problem definition, so that a person or a campaign can act on the riskiest first."
-)
-LIMITATIONS = [
-    "Trained on one snapshot; its quality degrades as customers, prices or products drift: "
-    "monitor it and retrain.",
-    "Probabilities are calibrated only as well as the calibration plot shows.",
-    "Slices with few rows have wide uncertainty; do not read small differences there.",
-]
 
 
 class TrainingParams(BaseModel):
@@ -180,47 +167,28 @@ def cross_validate(
 
 
 @task
-def evaluate(parts: training.Split, spec: ProblemSpec, model: training.TrainedModel) -> dict:
-    """Threshold from validation; metrics of model and baseline on test; slices."""
-    threshold = None
-    if spec.is_classification:
-        scores = training.predict(model.booster, parts.validation, spec)
-        threshold = evaluation.choose_threshold(
-            training.target(parts.validation, spec), scores, spec.metric.threshold
-        )
-    y_test = training.target(parts.test, spec)
-    test_scores = training.predict(model.booster, parts.test, spec)
-    baseline = evaluation.baseline_scores(spec, training.target(parts.train, spec), len(y_test))
-    return {
-        "threshold": threshold,
-        "metrics": evaluation.metrics_for(spec, y_test, test_scores, threshold),
-        "baseline": evaluation.metrics_for(spec, y_test, baseline, threshold),
-        "slices": evaluation.slice_metrics(
-            spec, parts.test, y_test, test_scores, threshold
-        ).to_dict("records"),
-        "test_scores": test_scores,
-    }
+def evaluate(
+    parts: training.Split, spec: ProblemSpec, model: training.TrainedModel
+) -> assessment.Evaluation:
+    return assessment.evaluate_candidate(parts, spec, model)
 
 
 @task
 def evaluate_champion(
     registry: Registry, parts: training.Split, spec: ProblemSpec
-) -> tuple[str | None, dict | None]:
-    """The current champion's metrics on the same test rows, or (None, None)."""
-    champion = registry.alias("champion")
-    if champion is None:
-        return None, None
-    booster = training.load_model(registry.read_file(champion, "model.ubj"))
-    threshold = registry.metadata(champion).get("threshold")
-    scores = training.predict(booster, parts.test, spec)
-    return champion, evaluation.metrics_for(
-        spec, training.target(parts.test, spec), scores, threshold
-    )
+) -> assessment.ChampionEvaluation | None:
+    return assessment.evaluate_champion(registry, parts, spec)
 
 
 @task
-def decide(spec: ProblemSpec, result: dict, champion_metrics: dict | None) -> gate.Decision:
-    decision = gate.decide_promotion(spec, result["metrics"], result["baseline"], champion_metrics)
+def decide(
+    spec: ProblemSpec,
+    result: assessment.Evaluation,
+    champion: assessment.ChampionEvaluation | None,
+) -> gate.Decision:
+    decision = gate.decide_promotion(
+        spec, result.metrics, result.baseline, champion.metrics if champion else None
+    )
     logger = get_run_logger()
     for reason in decision.reasons:
         logger.info("gate %s", reason)
@@ -232,106 +200,14 @@ def register(
     registry: Registry,
     store: Store,
     spec: ProblemSpec,
-    snapshot_id: str,
-    parts: training.Split,
-    model: training.TrainedModel,
-    best: training.TrainParams,
-    cv: dict | None,
-    result: dict,
-    champion: tuple[str | None, dict | None],
+    candidate: registration.Candidate,
     decision: gate.Decision,
     params: TrainingParams,
-) -> tuple[str, ModelCard, dict[str, bytes]]:
+) -> registration.Registered:
     """Write the immutable version (model, card, plots, profile, metadata), then its status."""
-    importance = training.feature_importance(model.booster, spec)
-    y_test = training.target(parts.test, spec)
-    figures = plots.render_plots(
-        spec, y_test, result["test_scores"], result["threshold"], importance
+    return registration.register_version(
+        registry, store, spec, candidate, decision, promote=params.promote
     )
-    card = ModelCard(
-        problem=spec.name,
-        description=spec.description,
-        task=spec.task,
-        primary_metric=spec.metric.primary,
-        version="pending",
-        status="champion"
-        if decision.passed and params.promote
-        else ("challenger" if decision.passed else "rejected"),
-        created_at=datetime.now(UTC).isoformat(),
-        code_version=provenance.code_version(),
-        snapshot_id=snapshot_id,
-        rows=parts.sizes,
-        params={**best.model_dump(), "best_iteration": model.best_iteration, "seed": params.seed},
-        metrics=result["metrics"],
-        cv=cv and {k: cv[k] for k in ("metric", "mean", "std", "folds")},
-        baseline=result["baseline"],
-        champion=champion[1],
-        threshold=result["threshold"],
-        slices=result["slices"],
-        gate_passed=decision.passed,
-        gate_reasons=decision.reasons,
-        intended_use=INTENDED_USE,
-        limitations=LIMITATIONS,
-    )
-    profile_key = keys.snapshot(spec.name, snapshot_id, "profile.bin")
-    files = {
-        "model.ubj": training.model_bytes(model.booster),
-        "problem.json": spec.model_dump_json(indent=2).encode(),
-        "reference_profile.bin": store.get_bytes(profile_key),
-        **{f"plots/{name}": png for name, png in figures.items()},
-    }
-    metadata = {
-        "snapshot_id": snapshot_id,
-        "split": parts.sizes,
-        "split_times": _split_times(parts, spec),
-        "params": best.model_dump(),
-        "xgboost_params": training.xgb_params(spec, best, seed=params.seed, nthread=0),
-        "best_iteration": model.best_iteration,
-        "threshold": result["threshold"],
-        "metrics": result["metrics"],
-        "baseline": result["baseline"],
-        "champion": {"version": champion[0], "metrics": champion[1]},
-        "cv": cv,
-        "slices": result["slices"],
-        "feature_importance": importance,
-        "features": spec.input_features,
-        "gate": {"passed": decision.passed, "reasons": decision.reasons},
-        "code_version": card.code_version,
-        "packages": provenance.package_versions(),
-        "trials": params.trials,
-    }
-
-    # The card names its version, so it is rendered once the registry has reserved the id.
-    def with_card(version: str) -> dict[str, bytes]:
-        named = card.model_copy(update={"version": version})
-        return {**files, **_card_files(named, figures)}
-
-    version = registry.register(
-        with_card,
-        metadata,
-        rejected=not decision.passed,
-        reason="; ".join(decision.failures) or "passed the gate",
-    )
-    return version, card.model_copy(update={"version": version}), figures
-
-
-def _card_files(card: ModelCard, figures: dict[str, bytes]) -> dict[str, bytes]:
-    return {
-        "model_card.md": render_markdown(card, sorted(figures)).encode(),
-        "model_card.html": render_html(card, figures).encode(),
-    }
-
-
-def _split_times(parts: training.Split, spec: ProblemSpec) -> dict[str, list[str]]:
-    column = spec.event_time_column
-    return {
-        name: [frame[column].min().isoformat(), frame[column].max().isoformat()]
-        for name, frame in (
-            ("train", parts.train),
-            ("validation", parts.validation),
-            ("test", parts.test),
-        )
-    }
 
 
 @task
@@ -353,9 +229,10 @@ def promote(
 
 
 @task
-def publish(spec: ProblemSpec, version: str, card: ModelCard, figures: dict[str, bytes]) -> None:
+def publish(spec: ProblemSpec, registered: registration.Registered) -> None:
+    card, version = registered.card, registered.version
     create_markdown_artifact(
-        markdown=render_markdown(card, sorted(figures)),
+        markdown=render_markdown(card, sorted(registered.figures)),
         key=f"model-card-{spec.name}",
         description=f"Model card of {spec.name} {version}",
     )
@@ -383,29 +260,27 @@ def train(params: TrainingParams | None = None) -> TrainingResult:
     cv = cross_validate(parts, spec, best, model.best_iteration + 1, params)
     result = evaluate(parts, spec, model)
     champion = evaluate_champion(registry, parts, spec)
-    decision = decide(spec, result, champion[1])
-    version, card, figures = register(
-        registry,
-        store,
-        spec,
-        snapshot_id,
-        parts,
-        model,
-        best,
-        cv,
-        result,
-        champion,
-        decision,
-        params,
+    decision = decide(spec, result, champion)
+    candidate = registration.Candidate(
+        snapshot_id=snapshot_id,
+        parts=parts,
+        model=model,
+        params=best,
+        seed=params.seed,
+        trials=params.trials,
+        cv=cv,
+        evaluation=result,
+        champion=champion,
     )
-    promoted = promote(registry, version, decision, params)
-    publish(spec, version, card, figures)
+    registered = register(registry, store, spec, candidate, decision, params)
+    promoted = promote(registry, registered.version, decision, params)
+    publish(spec, registered)
     return TrainingResult(
-        version=version,
+        version=registered.version,
         snapshot_id=snapshot_id,
         promoted=promoted,
         gate_passed=decision.passed,
         gate_reasons=decision.reasons,
-        metrics=result["metrics"],
-        champion_before=champion[0],
+        metrics=result.metrics,
+        champion_before=champion.version if champion else None,
     )

@@ -57,7 +57,7 @@ def served_model(tmp_path_factory) -> ServedModel:
     from components.data import datagen
     from components.data.validation import validate_frame
     from components.model import training
-    from flows.packaging import _record
+    from components.model.known_answers import request_record
 
     spec = load_problem(ROOT / "problems" / "churn.yaml")
     config = datagen.GeneratorConfig(rows=8000, days=60, start=date(2026, 1, 1), seed=12)
@@ -87,6 +87,6 @@ def served_model(tmp_path_factory) -> ServedModel:
                 (target / name).write_bytes(data)
             (target / "metadata.json").write_text(json.dumps(metadata))
     rows = parts.test.head(100)
-    records = [_record(row, spec) for _, row in rows.iterrows()]
+    records = [request_record(row, spec) for _, row in rows.iterrows()]
     expected = training.predict(model.booster, rows, spec).tolist()
     return ServedModel(MODEL_TAG, folder, records, expected, 0.3)

@@ -19,17 +19,16 @@ A version id is reserved (status ``pending``) before its files are written and r
 registration that crashed midway and can never be pointed at by an alias.
 
 The registry does not interpret the files: the caller decides what a version holds (the
-XGBoost model in its own UBJSON format, model card, plots, reference profile ...).
+XGBoost model in its own UBJSON format, model card, plots, reference profile ...). The records
+it returns, the aliases and the argument checks are in ``registry_records``.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -43,16 +42,21 @@ from components.core.store import (
     Store,
     validate_key,
 )
-
-ALIASES: tuple[str, ...] = ("champion", "challenger")
-METADATA_FILE = "metadata.json"
-# Set by the registry in metadata.json; a caller's metadata may not use these keys.
-RESERVED_METADATA_KEYS = frozenset(
-    {"version", "problem", "created_at", "status_at_registration", "files"}
+from components.model.registry_records import (
+    ALIASES,
+    METADATA_FILE,
+    HistoryEntry,
+    VersionInfo,
+    check_actor,
+    check_alias,
+    check_files,
+    check_metadata,
+    history_entry,
+    sort_versions,
+    version_number,
 )
 
 _FORMAT = 1
-_VERSION_ID = re.compile(r"v([1-9][0-9]*)")
 _BACKOFF_BASE_SECONDS = 0.005
 _BACKOFF_CAP_SECONDS = 0.25
 
@@ -73,44 +77,6 @@ class IntegrityError(RegistryError):
 
 class PromotionRefusedError(RegistryError):
     """An alias may not point at this version (rejected, or registration not completed)."""
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One change of an alias. ``seq`` counts every change of any alias from 1; an entry with
-    ``seq == 0`` (and ``from_version == to_version``) was a no-op and was not recorded."""
-
-    seq: int
-    alias: str
-    from_version: str | None
-    to_version: str | None
-    at: str
-    actor: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """A version as registry.json records it; ``status`` is registered, rejected or pending."""
-
-    version: str
-    status: str
-    created_at: str
-    reason: str
-    aliases: tuple[str, ...]
-
-
-def version_number(version: str) -> int:
-    """The number of a version id (``"v10"`` -> 10); ValueError for anything else."""
-    match = _VERSION_ID.fullmatch(version) if isinstance(version, str) else None
-    if match is None:
-        raise ValueError(f"{version!r} is not a version id; ids look like 'v1', 'v2', ...")
-    return int(match.group(1))
-
-
-def sort_versions(versions: Iterable[str]) -> list[str]:
-    """Version ids in numeric order: ``v2`` before ``v10``."""
-    return sorted(versions, key=version_number)
 
 
 def _utc_now() -> datetime:
@@ -166,13 +132,13 @@ class Registry:
         result is checked after the reservation, so a bad result leaves the id ``pending``.
         """
         if not callable(files):
-            _check_files(files)
-        _check_metadata(metadata)
+            check_files(files)
+        check_metadata(metadata)
         status = "rejected" if rejected else "registered"
         version, created_at = self._update(self._reserve)
         if callable(files):
             files = files(version)
-            _check_files(files)
+            check_files(files)
         record = {
             **metadata,
             "version": version,
@@ -295,7 +261,7 @@ class Registry:
 
     def alias(self, name: str) -> str | None:
         """The version an alias points at, or None when it is unset."""
-        _check_alias(name)
+        check_alias(name)
         return self._read()["aliases"].get(name)
 
     def set_alias(self, name: str, version: str | None, *, actor: str, reason: str) -> HistoryEntry:
@@ -305,8 +271,8 @@ class Registry:
         returned entry has ``seq == 0`` and ``from_version == to_version``. ``champion`` may
         not point at a rejected version (PromotionRefusedError), no alias at a pending one.
         """
-        _check_alias(name)
-        _check_actor(actor)
+        check_alias(name)
+        check_actor(actor)
         return self._update(lambda doc: self._move(doc, name, version, actor, reason))
 
     def promote(self, version: str, *, actor: str, reason: str) -> HistoryEntry:
@@ -321,7 +287,7 @@ class Registry:
         two champions swap back); pass ``to`` to go further back. RegistryError when the
         champion has never changed from an earlier version.
         """
-        _check_actor(actor)
+        check_actor(actor)
 
         def change(doc: dict[str, Any]) -> tuple[HistoryEntry, bool]:
             target = to if to is not None else self._previous_champion(doc)
@@ -332,9 +298,11 @@ class Registry:
     def history(self, alias: str | None = None) -> list[HistoryEntry]:
         """Every recorded alias change in order, or only those of ``alias``."""
         if alias is not None:
-            _check_alias(alias)
+            check_alias(alias)
         return [
-            _entry(raw) for raw in self._read()["history"] if alias is None or raw["alias"] == alias
+            history_entry(raw)
+            for raw in self._read()["history"]
+            if alias is None or raw["alias"] == alias
         ]
 
     def _move(
@@ -358,7 +326,7 @@ class Registry:
         }
         doc["history"].append(raw)
         doc["aliases"][name] = target
-        return _entry(raw), True
+        return history_entry(raw), True
 
     def _check_target(self, doc: dict[str, Any], alias: str, version: str) -> None:
         self._check_version_id(version)
@@ -480,18 +448,6 @@ class Registry:
         return f"{self._where(version)} does not exist; latest versions: {listing}"
 
 
-def _entry(raw: dict[str, Any]) -> HistoryEntry:
-    return HistoryEntry(
-        seq=raw["seq"],
-        alias=raw["alias"],
-        from_version=raw["from"],
-        to_version=raw["to"],
-        at=raw["at"],
-        actor=raw["actor"],
-        reason=raw["reason"],
-    )
-
-
 def _expected(entry: Any) -> tuple[str, int]:
     if isinstance(entry, dict):
         return str(entry.get("sha256", "")), int(entry.get("bytes", -1))
@@ -505,37 +461,3 @@ def _integrity_message(where: str, problems: list[str]) -> str:
         "The version is tampered or truncated and must not be served; roll back or "
         "register the model again."
     )
-
-
-def _check_alias(name: str) -> None:
-    if name not in ALIASES:
-        raise ValueError(f"unknown alias {name!r}; valid aliases are {', '.join(ALIASES)}")
-
-
-def _check_actor(actor: str) -> None:
-    if not isinstance(actor, str) or not actor.strip():
-        raise ValueError("actor must name who changes the alias (a user, flow run or service)")
-
-
-def _check_files(files: dict[str, bytes]) -> None:
-    """File names must be valid keys, not metadata.json, and not the folder of another file."""
-    for name, data in files.items():
-        validate_key(name)
-        if name == METADATA_FILE:
-            raise ValueError(f"{METADATA_FILE!r} is written by the registry; rename that file")
-        if not isinstance(data, bytes):
-            raise TypeError(f"file {name!r} must be bytes, got {type(data).__name__}")
-        if any(other.startswith(f"{name}/") for other in files):
-            raise ValueError(f"file {name!r} cannot also be the folder of other files")
-
-
-def _check_metadata(metadata: dict[str, Any]) -> None:
-    clash = sorted(RESERVED_METADATA_KEYS & set(metadata))
-    if clash:
-        raise ValueError(
-            f"metadata keys {clash} are set by the registry; rename them in your metadata"
-        )
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"metadata must be JSON-serialisable: {err}") from None

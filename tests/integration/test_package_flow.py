@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import flows.packaging as deployment
+import flows.packaging as packaging
 from bentos.packaging import SmokeTestError
 from components.core.store import LocalStore
+from components.model.known_answers import KnownAnswers
 from flows.data_prep import DataPrepParams, GeneratedInput, data_prep
 from flows.training import TrainingParams, train
 
@@ -36,7 +37,7 @@ def store_dir(tmp_path_factory):
 def test_package_builds_smoke_tests_and_uploads(store_dir, served_model, monkeypatch):
     # Another model's tag in this process's environment must not reach the bento under test.
     monkeypatch.setenv("MLOPS_MODEL_TAG", served_model.tag)
-    result = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+    result = packaging.package(packaging.PackageParams(problem=CHURN, store=str(store_dir)))
     assert result.version == "v1"
     assert result.bento_tag.startswith("mlops-prediction:churn-v1-")
     assert result.bento_tag.split(":")[1] == result.model_tag.split(":")[1]
@@ -44,21 +45,21 @@ def test_package_builds_smoke_tests_and_uploads(store_dir, served_model, monkeyp
     assert any("422" in line for line in result.smoke)
     assert LocalStore(store_dir).exists(result.bento_key)
     assert Path(result.dockerfile).is_file()
-    again = deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+    again = packaging.package(packaging.PackageParams(problem=CHURN, store=str(store_dir)))
     assert again.bento_tag == result.bento_tag  # immutable: rebuilt never, reused
 
 
 def test_a_failed_smoke_test_ships_nothing(store_dir, monkeypatch, tmp_path):
-    real = deployment.known_answers
+    real = packaging.known_answers
 
     def wrong_answers(*args, **kwargs):
-        records, expected = real(*args, **kwargs)
-        return records, np.clip(expected + 0.25, 0, 1)
+        right = real(*args, **kwargs)
+        return KnownAnswers(right.records, np.clip(right.expected + 0.25, 0, 1))
 
-    monkeypatch.setattr(deployment, "known_answers", wrong_answers)
+    monkeypatch.setattr(packaging, "known_answers", wrong_answers)
     store = LocalStore(store_dir)
     for key in store.list("bentos"):  # whatever an earlier test shipped
         store.delete(key)
     with pytest.raises(SmokeTestError, match="predictions differ"):
-        deployment.package(deployment.PackageParams(problem=CHURN, store=str(store_dir)))
+        packaging.package(packaging.PackageParams(problem=CHURN, store=str(store_dir)))
     assert store.list("bentos") == []

@@ -16,13 +16,15 @@ import pytest
 from components.core.provenance import DEFAULT_PACKAGES, code_version, package_versions, sha256_hex
 from components.core.store import LocalStore, ObjectExistsError, PointerConflictError
 from components.model.registry import (
-    HistoryEntry,
     IntegrityError,
     PromotionRefusedError,
     Registry,
     RegistryError,
-    VersionInfo,
     VersionNotFoundError,
+)
+from components.model.registry_records import (
+    HistoryEntry,
+    VersionInfo,
     sort_versions,
     version_number,
 )
