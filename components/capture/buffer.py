@@ -42,8 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from components.capture import chunks
-from components.capture.chunks import CAPTURED_AT, FLAGS_COLUMN, PREDICTION_ID, Batch
-from components.capture.chunks import FeatureMatrix as FeatureMatrix
+from components.capture.chunks import CAPTURED_AT, FLAGS_COLUMN, PREDICTION_ID, Batch, FeatureMatrix
 from components.capture.feedback import record_feedback
 from components.capture.windows import as_utc, utc_now
 from components.core import keys

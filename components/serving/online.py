@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from components.capture.buffer import Capture, FeatureMatrix
+from components.capture.buffer import Capture
+from components.capture.chunks import FeatureMatrix
 from components.capture.feedback import FeedbackConflictError
 from components.core.problem import ProblemSpec
 from components.model import training
