@@ -10,8 +10,9 @@ capture-on server from another checkout of this repository, e.g. a `git worktree
 older commit, to compare code versions in one run.
 
 Per request and server it prints the server's CPU (all its processes) and, summed over
-its workers' threads: capture's request-path step (OnlineModel._capture), the flusher
-(Capture._flush: the Arrow table, Parquet, the store write) and garbage collection.
+its workers' threads: capture's request-path steps (OnlineModel._columns and
+Capture.record_columns), the flusher (Capture._flush: the Arrow table, Parquet, the store
+write) and garbage collection.
 Capture's direct cost is request path + flusher over the capture-off server's CPU per
 request; the garbage collection it adds is shown beside it. benchmarks/serving.py's paired
 differences count every indirect effect too, but swing by ±10% from round to round on

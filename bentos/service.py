@@ -17,8 +17,8 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided four 
 - BentoML records an OpenTelemetry span tree for every request even with no exporter; the
   API routes are left out of it unless MLOPS_SERVE_TRACING asks for traces.
 - BentoML's access log keeps only the responses that were not a success unless
-  MLOPS_SERVE_ACCESS_LOG=all: a line for every request was 1-3% of the server's CPU at
-  32 clients, and successes are counted by the metrics and predictions stored by capture.
+  MLOPS_SERVE_ACCESS_LOG=all: a line for every request costs measurable server CPU
+  (benchmarks/README.md), and successes are counted by the metrics and by capture.
 
 Capture runs in each worker (components.capture.buffer): rows are flushed to the store every
 MLOPS_CAPTURE_FLUSH_S and on shutdown; whylogs profiles are made later by the profile job.
@@ -102,8 +102,8 @@ ACCESS_LOGGER = "bentoml.access"
 
 class FailuresOnly(logging.Filter):
     """Lets through BentoML's access-log lines of responses that were not a success (2xx or
-    3xx): the lines worth reading, at a third of the CPU of logging every request (a
-    line costs ~18 µs, and a dropped one ~6). BentoML logs
+    3xx): the lines worth reading, for a fraction of the CPU of logging every request.
+    BentoML logs
     ``"%s (%s) (%s) %.3fms" % (address, request, "status=NNN,...", latency)``; a line of any
     other shape is let through, so a change on BentoML's side logs too much, never too
     little."""
@@ -176,8 +176,7 @@ class PredictionService:
         api.state.online = self.online
         # What is alive now (modules, the model, the request model) lives as long as the
         # worker: frozen out of the garbage collector's sight, so that full collections scan
-        # only what requests leave, not the whole heap (about 1% of a 100-record request's
-        # CPU went into full collections).
+        # only what requests leave, not the whole heap.
         gc.freeze()
 
     @bentoml.on_shutdown

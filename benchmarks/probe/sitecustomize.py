@@ -34,7 +34,6 @@ def _on_gc(phase: str, _info: dict) -> None:
 
 def _timed(owner: object, name: str, key: str, count: bool = False) -> None:
     original = getattr(owner, name)
-    _totals[key] = 0.0
 
     def timed(*args, **kwargs):
         start = time.thread_time()
@@ -48,23 +47,54 @@ def _timed(owner: object, name: str, key: str, count: bool = False) -> None:
     setattr(owner, name, timed)
 
 
+# Where the timed code lives, per layout: (online, buffer, chunks modules) and the
+# (module index, class or None, attribute, part) to time. This checkout's layout first, then
+# the flat one of older commits (capture_cpu.py --also compares against those). Timed calls
+# must not nest, or their time counts twice.
+_LAYOUTS = (
+    (
+        ("components.serving.online", "components.capture.buffer", "components.capture.chunks"),
+        (
+            (0, "OnlineModel", "predict", "predict"),
+            (0, "OnlineModel", "_columns", "request_path"),
+            (1, "Capture", "record_columns", "request_path"),
+            (1, "Capture", "_flush", "flusher"),
+            (2, None, "batches_table", "arrow_table"),
+            (2, None, "parquet_bytes", "parquet"),
+            (1, "Capture", "_put", "store_write"),
+        ),
+    ),
+    (
+        ("components.online", "components.capture", "components.capture"),
+        (
+            (0, "OnlineModel", "predict", "predict"),
+            (0, "OnlineModel", "_capture", "request_path"),
+            (1, "Capture", "_flush", "flusher"),
+            (1, "Capture", "_batches_table", "arrow_table"),
+            (2, None, "_parquet_bytes", "parquet"),
+            (1, "Capture", "_put", "store_write"),
+        ),
+    ),
+)
+
+
+def _loaded(layout: tuple) -> tuple | None:
+    names, targets = layout
+    online, buffer = (sys.modules.get(name) for name in names[:2])
+    # A module is in sys.modules before it is complete: wait for its main classes.
+    if hasattr(online, "OnlineModel") and hasattr(buffer, "Capture"):
+        return [sys.modules[name] for name in names], targets
+    return None
+
+
 def _install() -> None:
-    # Wait for the service's own imports (a module is in sys.modules before it is complete).
-    while not (
-        hasattr(sys.modules.get("components.serving.online"), "OnlineModel")
-        and hasattr(sys.modules.get("components.capture.buffer"), "Capture")
-    ):
+    while not (found := next(filter(None, map(_loaded, _LAYOUTS)), None)):
         time.sleep(0.05)
-    online, capture = (
-        sys.modules["components.serving.online"],
-        sys.modules["components.capture.buffer"],
-    )
-    _timed(online.OnlineModel, "predict", "predict", count=True)
-    _timed(online.OnlineModel, "_capture", "request_path")
-    _timed(capture.Capture, "_flush", "flusher")
-    _timed(capture.Capture, "_batches_table", "arrow_table")
-    _timed(capture, "_parquet_bytes", "parquet")
-    _timed(capture.Capture, "_put", "store_write")
+    modules, targets = found
+    for index, owner, name, part in targets:
+        _totals.setdefault(part, 0.0)
+        where = modules[index] if owner is None else getattr(modules[index], owner)
+        _timed(where, name, part, count=name == "predict")
 
 
 def _dump() -> None:

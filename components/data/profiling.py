@@ -10,13 +10,13 @@ logs string columns, and `why.log` fails with AttributeError without it. `_whylo
 `np.unicode_ = np.str_` (the same type the alias pointed to in NumPy 1) just before the first
 import of whylogs, never at import time of this module.
 
-Fast paths: whylogs 1.6.4 does much of its per-value work in Python, which made profiling 80 %
-of the data stage and most of prediction capture's cost. `_whylogs()` wraps three of its
+Fast paths: whylogs 1.6.4 does much of its per-value work in Python, which made profiling
+most of the data stage's time (figures: benchmarks/README.md). `_whylogs()` wraps three of its
 functions so that the common column types take vectorised paths with the same results;
 anything else takes whylogs' own code. Tests compare both paths on every column type.
 
 - Floats: its splitter counts infinities with a Python lambda per value
-  (`series.apply(lambda x: np.isinf(x))`, about 1.5 s per million values). Plain NumPy
+  (`series.apply(lambda x: np.isinf(x))`). Plain NumPy
   float columns are split with NumPy into the same counts and arrays.
 - Text: for an object column its splitter runs six Python lambdas per value to sort values
   into floats, ints, bools, strings, tensors and other objects. A column whose non-null
@@ -33,8 +33,8 @@ anything else takes whylogs' own code. Tests compare both paths on every column 
   (ids) gains nothing from counting first and takes whylogs' own path.
 - Metric namespaces: whylogs learns a metric class's namespace by building an empty metric
   (`cls.zero().namespace`), every time it sets up a column. For the unicode-range metric
-  that is a deep copy of about 5 ms, asked for each text column: a new profile of the
-  capture's 13 columns took about 34 ms, 13 ms without it. The namespaces of whylogs'
+  that is a deep copy, asked for each text column, and most of the cost of starting a
+  profile. The namespaces of whylogs'
   standard metrics are constants and are remembered per class.
 """
 
@@ -249,10 +249,8 @@ def profile_frame(frame: pd.DataFrame) -> bytes:
 class RunningProfile:
     """A profile that frames are added to one after another, serialised when wanted.
 
-    Starting a whylogs profile costs about 20 ms (it deep-copies its schema of metrics),
-    whatever the number of rows; adding a frame to a started one costs about 3 ms plus a
-    little per row. Callers that profile a stream in small pieces (prediction capture) keep
-    one running profile and serialise it now and then, instead of a profile per piece.
+    Callers that profile a stream in pieces keep one running profile and serialise it when
+    wanted, instead of a profile per piece and a merge of them all.
     """
 
     def __init__(self) -> None:
