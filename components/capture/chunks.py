@@ -328,7 +328,26 @@ def hours_of(table: pa.Table) -> np.ndarray:
 def parquet_bytes(table: pa.Table) -> bytes:
     """A chunk: Parquet, one codec. Written without Arrow's own schema, so readers see each
     column's Parquet type: categories are text whether a chunk got them as a dictionary
-    array (codes) or as text."""
+    array (codes) or as text.
+
+    The encodings follow the column types: dictionary arrays (categories, the model
+    version) stay dictionary-encoded, other text (ids: every value distinct) is written
+    DELTA_LENGTH_BYTE_ARRAY instead of trying a dictionary that can only overflow, which
+    halves the write's CPU at the same size (benchmarks/README.md), and numbers are plain.
+    """
+    dictionaries = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    text = {f.name: "DELTA_LENGTH_BYTE_ARRAY" for f in table.schema if _is_text(f.type)}
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=CODEC, store_schema=False)
+    pq.write_table(
+        table,
+        sink,
+        compression=CODEC,
+        use_dictionary=dictionaries,
+        column_encoding=text,
+        store_schema=False,
+    )
     return sink.getvalue().to_pybytes()
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)

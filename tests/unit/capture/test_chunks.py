@@ -153,3 +153,23 @@ def test_chunks_are_parquet_with_one_codec_and_statistics_on_time(spec, store):
     assert columns["captured_at"].statistics.has_min_max
     assert columns["event_time"].statistics.has_min_max
     assert {column.compression for column in columns.values()} == {"SNAPPY"}
+
+
+def test_chunk_encodings_follow_the_column_types(spec, store, tmp_path):
+    import pyarrow.parquet as pq
+
+    regions = tuple(spec.features["region"].categories)
+    capture = Capture(store, spec, worker_id="w1", clock=Clock())
+    codes = Codes(np.array([0.0, 1.0, 2.0]), regions)
+    capture.record_columns(columns_of(["a0", "a1", "a2"], region=codes), 3)
+    assert capture.flush() == 3
+    [key] = chunk_keys(store)
+    meta = pq.ParquetFile(store.get_file(key, tmp_path / "chunk.parquet")).metadata
+    columns = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+        for i in range(meta.num_columns)
+    }
+    assert {c.compression for c in columns.values()} == {"SNAPPY"}  # one codec
+    assert "DELTA_LENGTH_BYTE_ARRAY" in columns["prediction_id"].encodings  # distinct text
+    assert "RLE_DICTIONARY" in columns["region"].encodings  # a category
+    assert "RLE_DICTIONARY" not in columns["probability"].encodings  # a number
