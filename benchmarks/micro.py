@@ -33,26 +33,10 @@ def best_of(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
 
 def whylogs_own(profile: Callable[[], object]) -> object:
     """Run `profile` with whylogs' own code in place of every fast path."""
-    from components.data import profiling
+    from components.data.profiling import whylogs_own_code
 
-    profiling._whylogs()
-    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric, Metric
-    from whylogs.core.preprocessing import PreprocessedColumn
-
-    owners = (
-        (PreprocessedColumn, "_pandas_split"),
-        (FrequentItemsMetric, "columnar_update"),
-        (CardinalityMetric, "columnar_update"),
-        (Metric, "get_namespace"),
-    )
-    fast = [vars(owner)[name] for owner, name in owners]
-    try:
-        for owner, name in owners:
-            setattr(owner, name, getattr(owner, name)._original)
+    with whylogs_own_code():
         return profile()
-    finally:
-        for (owner, name), wrapper in zip(owners, fast, strict=True):
-            setattr(owner, name, wrapper)
 
 
 def profiling(rows: int) -> None:

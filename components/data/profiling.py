@@ -41,6 +41,8 @@ anything else takes whylogs' own code. Tests compare both paths on every column 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
@@ -232,6 +234,31 @@ def _fast_cardinality(update):
         return OperationResult.ok(successes)
 
     return _fast_path(fast_update, update)
+
+
+@contextmanager
+def whylogs_own_code() -> Iterator[None]:
+    """Within the block, whylogs runs its own code in place of every fast path (to compare
+    results and costs against it); the fast paths are back afterwards. Not thread-safe."""
+    _whylogs()
+    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric, Metric
+    from whylogs.core.preprocessing import PreprocessedColumn
+
+    owners = (
+        (PreprocessedColumn, "_pandas_split"),
+        (FrequentItemsMetric, "columnar_update"),
+        (CardinalityMetric, "columnar_update"),
+        (Metric, "get_namespace"),
+    )
+    # As the classes hold them (a classmethod must not come back as a bound method).
+    fast = [vars(owner)[name] for owner, name in owners]
+    try:
+        for owner, name in owners:
+            setattr(owner, name, getattr(owner, name)._original)
+        yield
+    finally:
+        for (owner, name), wrapper in zip(owners, fast, strict=True):
+            setattr(owner, name, wrapper)
 
 
 def warm_up() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from capture_cases import features
 
 from components.core.s3_store import S3Store
 
@@ -34,21 +35,7 @@ def test_captured_chunks_are_profiled_once_on_s3(store: S3Store) -> None:
 
     spec = load_problem(Path(__file__).parents[2] / "problems" / "churn.yaml")
     now = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
-    row = {
-        "customer_id": "c1",
-        "event_time": now,
-        "tenure_months": 3,
-        "contract": "one-year",
-        "plan": "basic",
-        "monthly_charges": 20.5,
-        "total_charges": None,
-        "payment_method": "credit-card",
-        "region": "north",
-        "support_calls": 1,
-        "usage_hours": 20.0,
-        "tickets_open": 0,
-        "discount_pct": 5.0,
-    }
+    row = features(3, event_time=now)
     answer = {"model_version": "v1", "probability": 0.5, "label": 1}
     with Capture(store, spec, worker_id="w1", clock=lambda: now) as capture:
         capture.record([row] * 3, [{**answer, "prediction_id": f"p{i}"} for i in range(3)])

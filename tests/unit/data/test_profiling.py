@@ -107,27 +107,11 @@ def _without_fast_paths(profile):
     """Run profile() with whylogs' own code in place of every fast path."""
     from components.data import profiling
 
-    profiling._whylogs()
-    from whylogs.core.metrics.metrics import CardinalityMetric, FrequentItemsMetric, Metric
-    from whylogs.core.preprocessing import PreprocessedColumn
+    with profiling.whylogs_own_code():
+        from whylogs.core.metrics.metrics import Metric
 
-    owners = (
-        (PreprocessedColumn, "_pandas_split"),
-        (FrequentItemsMetric, "columnar_update"),
-        (CardinalityMetric, "columnar_update"),
-        (Metric, "get_namespace"),
-    )
-    # As the classes hold them (a classmethod must not come back as a bound method).
-    fast = [vars(owner)[name] for owner, name in owners]
-    try:
-        for owner, name in owners:
-            wrapper = getattr(owner, name)
-            assert wrapper._fast_path
-            setattr(owner, name, wrapper._original)
+        assert not getattr(Metric.get_namespace, "_fast_path", False)
         return profile()
-    finally:
-        for (owner, name), wrapper in zip(owners, fast, strict=True):
-            setattr(owner, name, wrapper)
 
 
 def _metrics(profile: bytes) -> dict:

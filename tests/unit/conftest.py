@@ -1,4 +1,4 @@
-"""The problem and an empty local store, for every test here."""
+"""The churn problem and an empty local store, for the unit tests that do not make their own."""
 
 from __future__ import annotations
 
