@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,26 @@ def test_the_check_sees_lazy_imports(tmp_path):
         "import os\n\ndef f():\n    from prefect import flow\n    import bentoml.io\n"
     )
     assert imported_roots(module) == {"os", "prefect", "bentoml"}
+
+
+def test_importing_every_component_does_nothing_heavy():
+    # Nothing happens at import time: in a fresh interpreter, importing every module of
+    # components/ loads neither matplotlib nor whylogs and leaves NumPy as it was (the
+    # whylogs shim is installed when a profile is first made, not before).
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "components").rglob("*.py")
+        if path.name != "__init__.py"
+    )
+    code = (
+        "import importlib, sys, numpy\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = sorted({'matplotlib', 'whylogs'} & set(sys.modules))\n"
+        "print(loaded, hasattr(numpy, 'unicode_'))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[] False"

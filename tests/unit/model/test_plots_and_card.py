@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,22 +95,6 @@ def test_regression_plots_are_pngs(regression):
 def test_plots_reject_misaligned_inputs(churn):
     with pytest.raises(ValueError, match="3 rows but y_score has 2"):
         render_plots(churn, [0, 1, 0], [0.1, 0.2], 0.5, {})
-
-
-def test_importing_the_components_does_not_load_matplotlib():
-    code = (
-        "import sys, components.model.plots, components.model.model_card,"
-        " components.model.evaluation;"
-        "print('matplotlib' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parents[3],
-    )
-    assert out.stdout.strip() == "False"
 
 
 # --- model card --------------------------------------------------------------------------
