@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
+from components.core import keys
 from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
@@ -63,9 +64,9 @@ def load_spec(path: Path) -> ProblemSpec:
 def resolve_snapshot(store: Store, spec: ProblemSpec, snapshot_id: str | None) -> str:
     chosen = snapshot_id or latest_snapshot_id(store, spec.name)
     if chosen is None:
+        where = store.uri(keys.snapshots_prefix(spec.name))
         raise NoSnapshotError(
-            f"{store.uri('snapshots/' + spec.name)}: no snapshot for problem '{spec.name}' yet; "
-            "run `mlops data prep` first"
+            f"{where}: no snapshot for problem '{spec.name}' yet; run `mlops data prep` first"
         )
     return chosen
 

@@ -47,14 +47,18 @@ def _utc(moment: datetime) -> datetime:
 # ------------------------------------------------------------------ data
 
 
+def snapshots_prefix(problem: str) -> str:
+    return f"snapshots/{problem}"
+
+
 def snapshot(problem: str, snapshot_id: str, name: str | None = None) -> str:
     """The snapshot's folder, or one of its files."""
-    folder = f"snapshots/{problem}/{snapshot_id}"
+    folder = f"{snapshots_prefix(problem)}/{snapshot_id}"
     return folder if name is None else f"{folder}/{name}"
 
 
 def latest_snapshot(problem: str) -> str:
-    return f"snapshots/{problem}/LATEST"
+    return f"{snapshots_prefix(problem)}/LATEST"
 
 
 def quarantine(problem: str, input_id: str, name: str) -> str:

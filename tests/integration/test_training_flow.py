@@ -93,5 +93,6 @@ def test_second_run_on_the_same_snapshot_ties_and_is_rejected(first, store_dir):
 
 
 def test_no_snapshot_is_a_clear_error(tmp_path):
-    with pytest.raises(NoSnapshotError, match="run `mlops data prep` first"):
+    where = r"empty/snapshots/churn: no snapshot for problem 'churn' yet"
+    with pytest.raises(NoSnapshotError, match=where + ".*run `mlops data prep` first"):
         train(_params(tmp_path / "empty"))
