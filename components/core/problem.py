@@ -115,20 +115,55 @@ class DataQualitySpec(_Strict):
     extra_columns: Literal["error", "ignore"] = "error"
 
 
-class DriftSpec(_Strict):
-    p_value: float = Field(0.01, gt=0, lt=1)
-    psi_warn: float = Field(0.1, gt=0)
+class FeatureDriftSpec(_Strict):
+    """PSI of each feature against the champion's reference profile: numbers over the
+    reference's quantile bins, categories over their values."""
+
+    psi_warn: float = Field(0.10, gt=0)
     psi_alert: float = Field(0.25, gt=0)
-    max_drifted_fraction: float = Field(0.25, ge=0, le=1)
-    prediction_psi_alert: float = Field(0.2, gt=0)
-    window: str = Field("1d", pattern=r"^\d+[mhd]$")
-    min_rows: int = Field(500, ge=1)
+    bins: int = Field(10, ge=2, le=100)
+    epsilon: float = Field(1e-4, gt=0, lt=0.01)
 
     @model_validator(mode="after")
-    def _warn_below_alert(self) -> DriftSpec:
+    def _warn_below_alert(self) -> FeatureDriftSpec:
         if self.psi_warn > self.psi_alert:
             raise ValueError(f"psi_warn ({self.psi_warn}) is above psi_alert ({self.psi_alert})")
         return self
+
+
+class PredictionDriftSpec(_Strict):
+    """The window's scores against the champion's score reference: a warning when both the
+    KS test and the mean shift say so (a large window makes KS significant for nothing)."""
+
+    ks_p_value: float = Field(1e-3, gt=0, lt=1)
+    min_mean_shift: float = Field(0.02, ge=0)
+
+
+class QualityMonitorSpec(_Strict):
+    """Data quality of served traffic, from the window's profile, the spec and rejections."""
+
+    null_rate_factor: float = Field(2.0, ge=1)
+    null_rate_p_value: float = Field(1e-4, gt=0, lt=1)
+    max_rejection_rate: float = Field(0.005, ge=0, le=1)
+
+
+class PerformanceSpec(_Strict):
+    """Performance once labels arrive, and its estimate from the scores until then."""
+
+    min_labelled_rows: int = Field(1000, ge=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    calibration_z: float = Field(3.9, gt=0)
+    trailing_windows: int = Field(3, ge=1)
+    degradation_p_value: float = Field(1e-3, gt=0, lt=1)
+
+
+class MonitoringSpec(_Strict):
+    window: str = Field("1d", pattern=r"^\d+[mhd]$")
+    min_rows: int = Field(500, ge=1)
+    drift: FeatureDriftSpec = FeatureDriftSpec()
+    prediction: PredictionDriftSpec = PredictionDriftSpec()
+    quality: QualityMonitorSpec = QualityMonitorSpec()
+    performance: PerformanceSpec = PerformanceSpec()
 
 
 class RetrainingSpec(_Strict):
@@ -179,8 +214,16 @@ class SnsChannel(_Channel):
         return self
 
 
+class PrefectBlockChannel(_Channel):
+    """A Prefect notification block saved on the Prefect server, by its name."""
+
+    type: Literal["prefect"]
+    block: str = Field(min_length=1)
+
+
 Channel = Annotated[
-    LogChannel | JsonlChannel | SlackChannel | SnsChannel, Field(discriminator="type")
+    LogChannel | JsonlChannel | SlackChannel | SnsChannel | PrefectBlockChannel,
+    Field(discriminator="type"),
 ]
 
 
@@ -203,10 +246,20 @@ class ProblemSpec(_Strict):
     metric: MetricSpec
     slices: list[SliceSpec] = Field(default_factory=list)
     data_quality: DataQualitySpec = DataQualitySpec()
-    drift: DriftSpec = DriftSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
     retraining: RetrainingSpec = RetrainingSpec()
     alerts: AlertSpec = AlertSpec()
     schema_version: int = Field(1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sections(cls, data: object) -> object:
+        if isinstance(data, dict) and "drift" in data and "monitoring" not in data:
+            raise ValueError(
+                "drift: this section is now monitoring (window, min_rows, drift, prediction, "
+                "quality, performance); see problems/churn.yaml"
+            )
+        return data
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ProblemSpec:

@@ -106,7 +106,18 @@ def test_default_problem_loads():
             lambda d: d["data_quality"].update(max_quarantined_fraction=2),
             "data_quality.max_quarantined_fraction: Input should be less than or equal to 1",
         ),
-        (lambda d: d["drift"].update(psi_warn=0.5), "drift: psi_warn (0.5) is above psi_alert"),
+        (
+            lambda d: d["monitoring"]["drift"].update(psi_warn=0.5),
+            "monitoring.drift: psi_warn (0.5) is above psi_alert",
+        ),
+        (
+            lambda d: d.update(drift=d.pop("monitoring")),
+            "drift: this section is now monitoring",
+        ),
+        (
+            lambda d: d["alerts"]["channels"].append({"type": "prefect"}),
+            "alerts.channels.4.prefect.block: required key is missing",
+        ),
         (
             lambda d: d["alerts"]["channels"].append({"type": "pager"}),
             "alerts.channels.4: Input tag 'pager' found using 'type' does not match",
