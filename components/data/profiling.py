@@ -41,9 +41,11 @@ anything else takes whylogs' own code. Tests compare both paths on every column 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -290,13 +292,28 @@ class RunningProfile:
             from whylogs.core import DatasetProfile
 
             self._profile = DatasetProfile()
-        self._profile.track(pandas=frame)
+        self._profile.track(pandas=_without_categoricals(frame))
         self.rows += len(frame)
 
     def serialize(self) -> bytes:
         if self._profile is None:
             raise ValueError("nothing has been tracked in this profile yet")
         return self._profile.view().serialize()
+
+
+def _without_categoricals(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with pandas categorical columns as columns of their categories' type.
+
+    whylogs casts a categorical column that holds nulls to float and fails ("Cannot cast
+    str dtype to float64"); captured chunks read back their dictionary columns as
+    categoricals. Profiled as plain values they give what the same values in a plain
+    column give."""
+    categorical = [
+        name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)
+    ]
+    if not categorical:
+        return frame
+    return frame.astype({name: frame[name].cat.categories.dtype for name in categorical})
 
 
 def merge_profiles(profiles: list[bytes]) -> bytes:
@@ -329,3 +346,65 @@ def profile_summary(profile: bytes) -> pd.DataFrame:
     }
     present = [c for c in wanted if c in table.columns]
     return table[present].rename(columns=wanted).sort_index()
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnSketch:
+    """What monitoring reads of one column of a profile, as plain values.
+
+    ``count`` counts every row, nulls (None and NaN) included. The distribution sketch
+    (KLL, randomised, a rank error under 1%) holds the column's non-null numbers;
+    ``frequent`` holds its most frequent values as text with their estimated counts (exact
+    while the column has fewer distinct values than the sketch keeps, about 768), empty for
+    a float column.
+    """
+
+    count: int
+    nulls: int
+    numbers: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    frequent: dict[str, float]
+    _kll: Any = field(default=None, repr=False)
+
+    def cdf(self, points: Sequence[float]) -> np.ndarray:
+        """The share of the column's numbers below each of ``points`` (increasing)."""
+        if not self.numbers:
+            return np.full(len(points), np.nan)
+        return np.asarray(self._kll.get_cdf([float(p) for p in points])[:-1])
+
+    def quantiles(self, ranks: Sequence[float]) -> np.ndarray:
+        """The values at normalised ``ranks`` in [0, 1] of the column's numbers."""
+        if not self.numbers:
+            return np.full(len(ranks), np.nan)
+        return np.asarray(self._kll.get_quantiles([float(r) for r in ranks]))
+
+
+def column_sketches(profile: bytes) -> dict[str, ColumnSketch]:
+    """Every column of the serialised ``profile`` as a :class:`ColumnSketch`."""
+    _, view_type = _whylogs()
+    view = view_type.deserialize(profile)
+    return {name: _sketch(view.get_column(name)) for name in view.get_columns()}
+
+
+def _sketch(column) -> ColumnSketch:
+    counts = column.get_metric("counts").to_summary_dict()
+    distribution = column.get_metric("distribution")
+    kll = distribution.kll.value if distribution is not None else None
+    numbers = int(kll.get_n()) if kll is not None else 0
+    frequent_items = column.get_metric("frequent_items")
+    frequent = {}
+    if frequent_items is not None:
+        for item in frequent_items.to_summary_dict().get("frequent_strings", []):
+            frequent[str(item.value)] = float(item.est)
+    return ColumnSketch(
+        count=int(counts.get("n", 0)),
+        nulls=int(counts.get("null", 0)),
+        numbers=numbers,
+        min=float(kll.get_min_value()) if numbers else None,
+        max=float(kll.get_max_value()) if numbers else None,
+        mean=float(distribution.avg) if numbers else None,
+        frequent=frequent,
+        _kll=kll,
+    )

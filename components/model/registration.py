@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from components.core import keys, provenance
 from components.core.problem import ProblemSpec
 from components.core.store import Store
+from components.data import profiling
 from components.model import plots, training
 from components.model.assessment import ChampionEvaluation, Evaluation
 from components.model.gate import Decision
@@ -32,6 +36,8 @@ LIMITATIONS = [
     "Probabilities are calibrated only as well as the calibration plot shows.",
     "Slices with few rows have wide uncertainty; do not read small differences there.",
 ]
+# The file of a version holding its score reference.
+SCORE_PROFILE = "score_profile.bin"
 # The cross-validation summary the card shows; the metadata keeps every fold.
 _CV_CARD_KEYS = ("metric", "mean", "std", "folds")
 
@@ -74,6 +80,18 @@ class Registered:
     figures: dict[str, bytes]
 
 
+def score_profile(spec: ProblemSpec, candidate: Candidate) -> bytes:
+    """The profile of the model's scores on its validation and test rows: the baseline of
+    prediction drift (the same column name the service captures)."""
+    validation = training.predict(candidate.model.booster, candidate.parts.validation, spec)
+    scores = np.concatenate([validation, candidate.evaluation.test_scores])
+    return profiling.profile_frame(pd.DataFrame({score_column(spec): scores}))
+
+
+def score_column(spec: ProblemSpec) -> str:
+    return "probability" if spec.is_classification else "value"
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -106,6 +124,7 @@ def build_registration(
         "model.ubj": training.model_bytes(candidate.model.booster),
         "problem.json": spec.model_dump_json(indent=2).encode(),
         "reference_profile.bin": profile,
+        SCORE_PROFILE: score_profile(spec, candidate),
         **{f"plots/{name}": png for name, png in figures.items()},
     }
     metadata = _metadata(spec, candidate, decision, importance, card.code_version)

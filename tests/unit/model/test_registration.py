@@ -12,6 +12,7 @@ import pytest
 
 from components.core.problem import ProblemSpec
 from components.core.store import KeyNotFoundError, LocalStore
+from components.data.profiling import column_sketches
 from components.model import training
 from components.model.assessment import ChampionEvaluation, evaluate_candidate
 from components.model.gate import Decision
@@ -96,12 +97,21 @@ def test_card_status(decision, promote, status):
     assert card_status(decision, promote) == status
 
 
-def test_files_are_model_problem_profile_and_plots(built, trained):
-    assert set(built.files) == {"model.ubj", "problem.json", "reference_profile.bin", *PLOTS}
+def test_files_are_model_problem_profiles_and_plots(built, trained):
+    expected = {"model.ubj", "problem.json", "reference_profile.bin", "score_profile.bin"}
+    assert set(built.files) == expected | PLOTS
     assert built.files["reference_profile.bin"] == PROFILE
     assert built.files["model.ubj"] == training.model_bytes(trained.model.booster)
     assert ProblemSpec.model_validate_json(built.files["problem.json"]) == trained.spec
     assert {f"plots/{name}" for name in built.figures} == PLOTS
+
+
+def test_the_score_reference_profiles_validation_and_test_scores(built, trained, candidate):
+    (scores,) = column_sketches(built.files["score_profile.bin"]).values()
+    rows = len(trained.parts.validation) + len(trained.parts.test)
+    assert scores.numbers == rows and scores.nulls == 0
+    test_scores = candidate.evaluation.test_scores
+    assert 0 <= scores.min <= test_scores.min() and test_scores.max() <= scores.max <= 1
 
 
 def test_metadata_records_how_the_model_was_made(built, candidate, trained):
@@ -190,6 +200,7 @@ def test_register_writes_a_version_whose_card_names_it(snapshot, trained, candid
         "model.ubj",
         "problem.json",
         "reference_profile.bin",
+        "score_profile.bin",
         "model_card.md",
         "model_card.html",
         *PLOTS,
