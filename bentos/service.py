@@ -21,7 +21,8 @@ Where the worker's time goes (measured, see benchmarks/serving.py) decided four 
   (benchmarks/README.md), and successes are counted by the metrics and by capture.
 
 Capture runs in each worker (components.capture.buffer): rows are flushed to the store every
-MLOPS_CAPTURE_FLUSH_S and on shutdown; whylogs profiles are made later by the profile job.
+MLOPS_CAPTURE_FLUSH_S and on shutdown, with the counts of the rows refused on predict (400,
+413, 422) by reason; whylogs profiles are made later by the profile job.
 
 Configuration comes from MLOPS_* variables (components.core.settings.Settings); the model is the
 BentoML model MLOPS_MODEL_TAG (default mlops-model:latest), imported by `mlops package`.
@@ -80,6 +81,8 @@ async def _call(request: Request, method: str) -> Response:
     except RequestError as exc:
         return _json(exc.body(), exc.status)
     except BodyTooLargeError as exc:
+        if method == "predict":
+            _online(request).record_too_large()  # a rejection (capture counts them)
         return _json({"error": str(exc), "detail": []}, 413)
 
 

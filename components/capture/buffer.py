@@ -27,6 +27,10 @@ Every answered prediction is stored, and memory stays bounded:
   since its last completed flush, at most one flush interval's worth (more only while the
   store is failing, when the buffer holds what it could not write, up to
   ``max_buffered_rows``).
+
+``record_rejection()`` counts the rows the service refused, by minute and reason
+(:mod:`components.capture.rejections`); the same flushes write the counts, with the same
+guarantees.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +48,7 @@ from typing import Any
 from components.capture import chunks
 from components.capture.chunks import CAPTURED_AT, FLAGS_COLUMN, PREDICTION_ID, Batch, FeatureMatrix
 from components.capture.feedback import record_feedback
+from components.capture.rejections import RejectionCounter
 from components.capture.windows import as_utc, utc_now
 from components.core import keys
 from components.core.problem import ProblemSpec
@@ -117,6 +122,7 @@ class Capture:
         self.columns = tuple(self._types)
         self._feature_columns = (spec.id_column, spec.event_time_column, *spec.input_features)
         self._known_names: set[tuple[str, ...]] = set()  # tuples _check_names passed
+        self.rejections = RejectionCounter(spec.name, worker_id)
 
         self._cond = threading.Condition()  # guards _batches, _buffered, _unwritten, _closing
         self._batches: list[Batch] = []
@@ -153,6 +159,7 @@ class Capture:
                 return
             self._closed = self._closing = True
             self._cond.notify_all()  # callers waiting on backpressure give up
+        self.rejections.close()
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -166,6 +173,15 @@ class Capture:
                 self.spec.name,
                 self.worker_id,
                 self.unwritten_rows,
+                self.store.url,
+            )
+        if self.rejections.unwritten_rows:
+            logger.error(
+                "capture %s/%s: the counts of %d refused rows could not be written to %s "
+                "before shutdown and are lost",
+                self.spec.name,
+                self.worker_id,
+                self.rejections.unwritten_rows,
                 self.store.url,
             )
 
@@ -297,6 +313,21 @@ class Capture:
             if not self._flush()[1]:
                 self._stop.wait(self.config.flush_interval_s)
 
+    # ------------------------------------------------------------------ rejections
+
+    def record_rejection(
+        self,
+        rows: int,
+        reasons: Iterable[tuple[str, str]],
+        *,
+        received_at: datetime | None = None,
+    ) -> None:
+        """Count one refused request of ``rows`` rows and its (field, check) reasons
+        (:meth:`RejectionCounter.record`); no I/O, flushed with the chunks. RuntimeError
+        once closed."""
+        at = received_at if received_at is not None else self.clock()
+        self.rejections.record(rows, reasons, at)
+
     # ------------------------------------------------------------------ feedback
 
     def record_feedback(
@@ -316,8 +347,9 @@ class Capture:
         return self._flush()[0]
 
     def _flush(self) -> tuple[int, bool]:
-        """(rows written, whether everything taken was written)."""
+        """(rows written, whether everything taken, rejection counts included, was written)."""
         with self._flush_lock:
+            counted = self.rejections.flush(self.store)
             with self._cond:
                 batches, self._batches = self._batches, []
                 self._buffered = 0
@@ -334,7 +366,7 @@ class Capture:
                         self._buffered += taken
                     return 0, False
             written = self._write_pending()
-            return written, not self._pending
+            return written, counted and not self._pending
 
     def _encode(self, batches: list[Batch]) -> list[_Pending]:
         """Parquet chunks per hour partition, cut from one table of every buffered row."""

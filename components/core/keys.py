@@ -12,6 +12,7 @@ layout below is the whole contract between the writers and the readers::
     scores/<problem>/<version>/<input_id>/<file>      batch scores (``scores``: the output prefix)
     captures/<problem>/date=YYYY-MM-DD/hour=HH/<chunk>.parquet
     feedback/<problem>/<prediction_id>.json
+    rejections/<problem>/date=YYYY-MM-DD/hour=HH/<counts>.json  refused rows by minute and reason
     profiles/<problem>/window=YYYYMMDDTHHMMSSZ/<file>  whylogs profiles of a window
     profiles/<problem>/window=.../chunks=<digest>.{json,bin}  the profile job's ledger, profile
     profiles/<problem>/_lease                         the profile job's lease (CAS)
@@ -127,6 +128,39 @@ def feedback(problem: str, prediction_id: str) -> str:
     return f"feedback/{problem}/{prediction_id}.json"
 
 
+# ------------------------------------------------------------------ rejections
+# The rows the service refused, counted by minute and reason (components.capture.rejections):
+# one small create-only object per worker, flush and hour, beside the captures and laid out
+# like them.
+
+_REJECTION_HOUR = re.compile(
+    r"^rejections/[^/]+/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.json$"
+)
+
+
+def rejections_prefix(problem: str) -> str:
+    return f"rejections/{problem}/"
+
+
+def rejection_folder(problem: str, hour: datetime) -> str:
+    """The partition of the rejection counts of ``hour`` (UTC)."""
+    hour = _utc(hour)
+    return f"rejections/{problem}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+
+
+def rejection_counts(problem: str, hour: datetime, name: str) -> str:
+    """One flush's rejection counts of ``hour``; ``name`` is unique to its writer."""
+    return f"{rejection_folder(problem, hour)}/{name}.json"
+
+
+def rejection_hour(key: str) -> datetime | None:
+    """The hour a rejection counts key is partitioned under; None for any other key."""
+    m = _REJECTION_HOUR.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+
 # ------------------------------------------------------------------ profiles
 
 
@@ -167,3 +201,25 @@ def is_profile_ledger(key: str) -> bool:
 
 def profile_lease(problem: str) -> str:
     return f"profiles/{problem}/_lease"
+
+
+# ------------------------------------------------------------------ monitoring
+# One report per monitored window (components.monitoring.monitor), written once.
+
+_REPORT = re.compile(r"^monitoring/[^/]+/reports/window=(\d{8}T\d{6}Z)\.json$")
+
+
+def monitoring_prefix(problem: str) -> str:
+    return f"monitoring/{problem}/reports/"
+
+
+def monitoring_report(problem: str, start: datetime) -> str:
+    return f"{monitoring_prefix(problem)}window={_utc(start):%Y%m%dT%H%M%SZ}.json"
+
+
+def monitoring_report_start(key: str) -> datetime | None:
+    """The window start of a report's key; None for any other key."""
+    m = _REPORT.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

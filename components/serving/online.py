@@ -3,7 +3,8 @@
 `OnlineModel.open(model_dir, ...)` loads a packaged model version (the registry's files:
 model.ubj, problem.json, metadata.json), verifies every checksum, and answers:
 
-- `predict(body)`: validate a JSON body, score it, capture it (off the request path);
+- `predict(body)`: validate a JSON body, score it, capture it (off the request path); a
+  refused body is counted by capture as a rejection (its rows and reasons);
 - `feedback(body)`: store an observed label for a prediction id, idempotently;
 - `metadata()`: version, problem, metrics.
 
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import from_json
 
 from components.capture.buffer import Capture
 from components.capture.chunks import FeatureMatrix
 from components.capture.feedback import FeedbackConflictError
+from components.capture.rejections import BODY
 from components.core.problem import ProblemSpec
 from components.model import training
 from components.serving.contract import Predictor, RequestError, Scored, Validator
@@ -100,12 +103,23 @@ class OnlineModel:
         return cls(spec, metadata, predictor, validator, ids, capture)
 
     def predict(self, body: bytes) -> dict:
-        records = self.validator.parse(body)
+        try:
+            records = self.validator.parse(body)
+        except RequestError as exc:
+            if self.capture is not None:
+                self.capture.record_rejection(*_refused(exc, body))
+            raise
         scored = self.predictor.predict_batch(records)
         if self.capture is not None:
             columns, features = self._columns(records, scored)
             self.capture.record_columns(columns, len(records), matrix=features)
         return {"predictions": scored.answers}
+
+    def record_too_large(self) -> None:
+        """Count a predict body refused before it reached predict() for being too large to
+        read (413): one row, reason ("(body)", "too_large"); nothing with capture off."""
+        if self.capture is not None:
+            self.capture.record_rejection(1, [(BODY, "too_large")])
 
     def _columns(self, records, scored: Scored) -> tuple[dict, FeatureMatrix]:
         """A request for capture: the model's matrix as it is (numbers as sent, categories
@@ -196,6 +210,27 @@ class OnlineModel:
     def close(self) -> None:
         if self.capture is not None:
             self.capture.close()
+
+
+def _refused(exc: RequestError, body: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """The rows and reasons of a refused predict body, as rejections count them
+    (:mod:`components.capture.rejections`). Not JSON (400): one row, ("(body)",
+    "json_invalid"). Otherwise every record of the body's list (at least one row), for the
+    (field, check) of each detail entry; a refusal without detail is about the number of
+    records: ("(request)", "too_long") for too many (413), ("(request)", "too_short") for
+    none (422)."""
+    if exc.status == 400:
+        return 1, [(BODY, "json_invalid")]
+    reasons = [(d["field"], d["type"]) for d in exc.detail]
+    if not reasons:
+        reasons = [("(request)", "too_long" if exc.status == 413 else "too_short")]
+    # Parsed a second time, on refusals only: the validator's error does not say how many
+    # records the body held.
+    try:
+        records = from_json(body).get("records")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return 1, reasons
+    return (len(records) if isinstance(records, list) and records else 1), reasons
 
 
 def _feedback_model(spec: ProblemSpec) -> type[BaseModel]:

@@ -238,3 +238,54 @@ def test_the_service_sets_the_guards_body_deadline(service_module, app, monkeypa
     with _client(app, monkeypatch, tmp_path, MLOPS_SERVE_BODY_TIMEOUT_S="3.5") as client:
         assert client.get("/healthz").status_code == 200
         assert service_module.guard.body_timeout_s == 3.5
+
+
+def test_refused_rows_are_counted_by_reason_in_the_store(app, served_model, monkeypatch, tmp_path):
+    """Rows refused on predict (400, 413, 422) are counted by minute and reason and written
+    on shutdown; 401s and feedback mistakes are not, and capture off counts nothing."""
+    from components.capture.rejections import ALL, read_rejections, rejections_by_window
+    from components.core.store import LocalStore
+
+    bad_region = {k: v for k, v in GOOD.items() if k != "region"}
+    env = {"MLOPS_SERVE_API_KEY": "k", "MLOPS_SERVE_MAX_RECORDS": "4"}
+    with _client(app, monkeypatch, tmp_path, **env) as c:
+
+        def post(body, **headers):
+            return c.post("/predict", content=body, headers={"X-API-Key": "k", **headers})
+
+        records = served_model.records[:3]
+        assert post(json.dumps({"records": records})).status_code == 200
+        # 3 rows: one record without a region, one with a wrong type, and a valid one.
+        three = [bad_region, {**GOOD, "tenure_months": "five"}, GOOD]
+        assert post(json.dumps({"records": three})).status_code == 422
+        assert post(b'{"records": [').status_code == 400
+        assert post(json.dumps({"records": [GOOD] * 5})).status_code == 413  # over 4
+        assert post(json.dumps({"records": []})).status_code == 422
+        # A body sent without Content-Length, cut off while it is read: the service's 413.
+        big = c.post(
+            "/predict", content=iter([b" " * 700_000, b" " * 700_000]), headers={"X-API-Key": "k"}
+        )
+        assert big.status_code == 413
+        assert c.post("/predict", json={"records": three}).status_code == 401  # not counted
+        assert c.post("/feedback", json={}, headers={"X-API-Key": "k"}).status_code == 422
+    store = LocalStore(tmp_path / "store")  # the lifespan has ended: everything is flushed
+    frame = read_rejections(store, "churn")
+    by_reason = frame.groupby(["field", "check"])["rows"].sum().to_dict()
+    assert by_reason == {
+        (ALL, ALL): 3 + 1 + 5 + 1 + 1,
+        ("region", "missing"): 1,
+        ("tenure_months", "int_type"): 1,
+        ("(body)", "json_invalid"): 1,
+        ("(request)", "too_long"): 1,
+        ("(request)", "too_short"): 1,
+        ("(body)", "too_large"): 1,
+    }
+    [window] = rejections_by_window(frame, "1d")
+    assert window.rows == 11
+    assert window.rate(answered=len(records)) == pytest.approx(11 / 14)
+    assert store.list("rejections/churn/")[0].endswith(".json")
+
+    off = {"MLOPS_CAPTURE": "false", "MLOPS_SERVE_API_KEY": ""}
+    with _client(app, monkeypatch, tmp_path / "off", **off) as c:
+        assert c.post("/predict", content=b'{"records": [').status_code == 400
+    assert LocalStore(tmp_path / "off" / "store").list() == []

@@ -15,6 +15,7 @@ from service_cases import BAD_REQUESTS, GOOD
 
 from bentos.packaging import serve
 from components.capture.readers import read_captures
+from components.capture.rejections import read_rejections
 from components.core.store import LocalStore
 
 pytestmark = pytest.mark.slow
@@ -121,9 +122,17 @@ def test_sigterm_loses_no_answered_prediction(running):
         )
     ids = {a["prediction_id"] for r in answers for a in r.json()["predictions"]}
     assert len(ids) == 80
+    # Refused rows too: their counts are written by the same shutdown flush (a field no
+    # other test sends, so the count is this test's whatever else ran).
+    marked = {"records": [{**GOOD, "sigterm_marker": 1}] * 2}
+    refused = [httpx.post(f"{server.url}/predict", json=marked) for _ in range(3)]
+    assert [r.status_code for r in refused] == [422] * 3
     assert server.stop() == 0
     captured = set(read_captures(LocalStore(store), "churn")["prediction_id"])
     assert ids <= captured
+    counts = read_rejections(LocalStore(store), "churn")
+    marker = counts[counts["field"] == "sigterm_marker"]
+    assert marker["check"].tolist() == ["extra_forbidden"] and marker["rows"].sum() == 6
 
 
 def test_a_killed_server_loses_at_most_the_rows_of_one_flush_interval(served_model, tmp_path):

@@ -12,3 +12,18 @@ def test_scores_keys_are_a_run_folder_under_the_output_prefix():
         == "scores/churn/v3/abc123/summary.json"
     )
     assert keys.scores("/team/scores/", "churn", "v3", "abc123") == "team/scores/churn/v3/abc123"
+
+
+def test_rejection_counts_are_partitioned_by_hour_beside_the_captures():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    at = datetime(2024, 5, 1, 12, 45, tzinfo=timezone(timedelta(hours=2)))  # 10:45 UTC
+    key = keys.rejection_counts("churn", at, "w1-000001-abcdef12")
+    assert key == "rejections/churn/date=2024-05-01/hour=10/w1-000001-abcdef12.json"
+    assert key.startswith(keys.rejections_prefix("churn"))
+    assert keys.rejection_folder("churn", at) == "rejections/churn/date=2024-05-01/hour=10"
+    assert keys.rejection_hour(key) == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    chunk = keys.capture_chunk("churn", at, "w1-000001-abcdef12")
+    assert keys.rejection_hour(chunk) is None
+    assert keys.capture_hour(key) is None
+    assert keys.rejection_hour("rejections/churn/date=2024-05-01/hour=10/x.tmp") is None
