@@ -155,6 +155,7 @@ class PerformanceSpec(_Strict):
     calibration_z: float = Field(3.9, gt=0)
     trailing_windows: int = Field(3, ge=1)
     degradation_p_value: float = Field(1e-3, gt=0, lt=1)
+    estimated_drop_warn: float = Field(0.02, gt=0)
 
 
 class MonitoringSpec(_Strict):

@@ -25,6 +25,7 @@ from components.model.assessment import ChampionEvaluation, Evaluation
 from components.model.gate import Decision
 from components.model.model_card import ModelCard, render_html, render_markdown
 from components.model.registry import Registry
+from components.monitoring.performance import estimated_metric
 
 INTENDED_USE = (
     "Rank customers of this subscription business by their risk of the outcome in the "
@@ -86,6 +87,17 @@ def score_profile(spec: ProblemSpec, candidate: Candidate) -> bytes:
     validation = training.predict(candidate.model.booster, candidate.parts.validation, spec)
     scores = np.concatenate([validation, candidate.evaluation.test_scores])
     return profiling.profile_frame(pd.DataFrame({score_column(spec): scores}))
+
+
+def estimated_metrics(spec: ProblemSpec, result: Evaluation) -> dict[str, float]:
+    """The primary metric as monitoring estimates it from scores alone, on the test scores:
+    the baseline that a window's estimate is compared with (the estimate's own bias, where
+    the model is not perfectly calibrated, cancels out)."""
+    if not spec.is_classification:
+        return {}
+    threshold = result.threshold if result.threshold is not None else 0.5
+    primary = spec.metric.primary
+    return {primary: estimated_metric(primary, result.test_scores, threshold)}
 
 
 def score_column(spec: ProblemSpec) -> str:
@@ -235,6 +247,7 @@ def _metadata(
         "best_iteration": candidate.model.best_iteration,
         "threshold": result.threshold,
         "metrics": result.metrics,
+        "estimated_metrics": estimated_metrics(spec, result),
         "baseline": result.baseline,
         "champion": {
             "version": champion.version if champion else None,

@@ -1,4 +1,5 @@
-"""`mlops profile-captures`: the scheduled profile job over captured predictions."""
+"""`mlops profile-captures` (the scheduled profile job over captured predictions) and
+`mlops monitor` (each closed window judged against the champion)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,43 @@ def profile_captures(
     except (*_user_errors(), ValueError) as exc:
         raise _fail(exc) from None
     console.print(to_markdown(done), highlight=False, soft_wrap=True)
+
+
+@app.command("monitor")
+def monitor(
+    window: str | None = typer.Option(
+        None, help="Monitor only the window of this day (YYYY-MM-DD)."
+    ),
+    since: str | None = typer.Option(
+        None, help="Monitor the closed windows from this day (YYYY-MM-DD) on."
+    ),
+    problem: Path = PROBLEM_OPTION,
+    store: str | None = STORE_OPTION,
+) -> None:
+    """Profile what capture stored since the last run, then monitor every closed window not
+    monitored yet (drift, data quality, rejections, scores, performance on labels)."""
+    from flows.monitoring import MonitorParams
+    from flows.monitoring import monitor as run
+
+    if window is not None and since is not None:
+        raise _fail(ValueError("give --window or --since, not both"))
+    try:
+        done = run(MonitorParams(problem=problem, window=window, since=since, store=store))
+    except (*_user_errors(), ValueError, LookupError) as exc:
+        raise _fail(exc) from None
+    if not done:
+        console.print("no closed window left to monitor", highlight=False)
+        return
+    lines = [
+        "| window | status | rows | refused | unlabelled | reasons |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in done:
+        r = item.report
+        reasons = "; ".join(r.reasons) or "-"
+        lines.append(
+            f"| {r.window_start:%Y-%m-%d %H:%M} | {r.status} | {r.rows} | {r.rejected} | "
+            f"{r.unlabelled} | {reasons} |"
+        )
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    console.print(f"report: {done[-1].key}", highlight=False, soft_wrap=True)

@@ -49,6 +49,7 @@ METADATA_KEYS = {
     "best_iteration",
     "threshold",
     "metrics",
+    "estimated_metrics",
     "baseline",
     "champion",
     "cv",
@@ -104,6 +105,12 @@ def test_files_are_model_problem_profiles_and_plots(built, trained):
     assert built.files["model.ubj"] == training.model_bytes(trained.model.booster)
     assert ProblemSpec.model_validate_json(built.files["problem.json"]) == trained.spec
     assert {f"plots/{name}" for name in built.figures} == PLOTS
+
+
+def test_the_estimate_baseline_is_near_the_realised_test_figure(built):
+    # A model about calibrated: the estimate from its test scores alone is near the figure.
+    estimated = built.metadata["estimated_metrics"]["roc_auc"]
+    assert abs(estimated - built.metadata["metrics"]["roc_auc"]) < 0.05
 
 
 def test_the_score_reference_profiles_validation_and_test_scores(built, trained, candidate):

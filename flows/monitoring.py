@@ -1,0 +1,145 @@
+"""Monitoring as a Prefect flow (lifecycle stage 6): profile what is new, then judge each
+closed window not judged yet against the champion's references.
+
+Idempotent: a window's report is written once; running again monitors only the windows
+that closed since. Each report's verdict becomes a Prefect Markdown and table artifact, and
+each condition it raises (drift detected, performance degraded, data quality failed) a
+Prefect event on the resource ``mlops.model.<problem>`` with the reasons and the window,
+which a deployment trigger can start retraining from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from components.capture.readers import capture_keys
+from components.capture.windows import parse_window, window_start
+from components.core import keys
+from components.core.problem import ProblemSpec, load_problem
+from components.core.settings import Settings
+from components.core.store import Store, store_from_settings
+from components.model.registry import Registry
+from components.monitoring.monitor import MonitoringReport, monitor_window, monitored_windows
+from components.monitoring.profile_job import profile_captures
+
+EVENTS = {
+    "drift-detected": "mlops.model.drift-detected",
+    "performance-degraded": "mlops.model.performance-degraded",
+    "quality-failed": "mlops.data.quality-failed",
+}
+
+
+class MonitorParams(BaseModel):
+    problem: Path = Path("problems/churn.yaml")
+    window: date | None = Field(None, description="Monitor only the window of this day")
+    since: date | None = Field(None, description="Monitor closed windows from this day on")
+    store: str | None = Field(None, description="Overrides MLOPS_STORE for this run")
+
+
+class MonitoredWindow(BaseModel):
+    report: MonitoringReport
+    key: str
+
+
+def closed_windows(
+    store: Store, spec: ProblemSpec, now: datetime, since: datetime | None = None
+) -> list[datetime]:
+    """The windows holding captured rows that have ended by ``now`` and were not judged."""
+    width = parse_window(spec.monitoring.window)
+    starts = {
+        window_start(keys.capture_hour(key), width)
+        for key in capture_keys(store, spec.name, since, None)
+    }
+    done = set(monitored_windows(store, spec.name))
+    return sorted(
+        s for s in starts if s + width <= now and s not in done and (since is None or s >= since)
+    )
+
+
+def _day(value: date | None) -> datetime | None:
+    return datetime(value.year, value.month, value.day, tzinfo=UTC) if value else None
+
+
+@flow(name="monitor")
+def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
+    """Profile new captures, then monitor every closed window not monitored yet."""
+    params = params or MonitorParams()
+    logger = get_run_logger()
+    spec = load_problem(params.problem)
+    store = store_from_settings(Settings(), params.store)
+    now = datetime.now(UTC)
+    since = _day(params.window) or _day(params.since)
+    profile_captures(store, spec, window=spec.monitoring.window, since=since)
+    windows = closed_windows(store, spec, now, since)
+    if params.window is not None:
+        windows = [s for s in windows if s == since]
+    registry = Registry(store, spec.name)
+    done = []
+    for start in windows:
+        report, key = monitor_window(store, registry, spec, start)
+        logger.info("window %s: %s %s", start.isoformat(), report.status, report.reasons)
+        _publish(spec, report, key)
+        done.append(MonitoredWindow(report=report, key=store.uri(key)))
+    return done
+
+
+def _publish(spec: ProblemSpec, report: MonitoringReport, key: str) -> None:
+    slug = spec.name.replace("_", "-")
+    create_markdown_artifact(
+        markdown=to_markdown(report),
+        key=f"monitoring-{slug}",
+        description=f"{spec.name}: window of {report.window_start:%Y-%m-%d %H:%M}",
+    )
+    create_table_artifact(
+        table=[
+            {
+                "check": f["check"],
+                "subject": f["subject"],
+                "status": f["status"],
+                "value": f["value"],
+                "message": f["message"],
+            }
+            for f in report.findings
+        ],
+        key=f"monitoring-findings-{slug}",
+    )
+    for condition, reasons in report.conditions.items():
+        emit_event(
+            event=EVENTS[condition],
+            resource={"prefect.resource.id": f"mlops.model.{spec.name}"},
+            payload={
+                "reasons": reasons,
+                "window": {
+                    "start": report.window_start.isoformat(),
+                    "end": report.window_end.isoformat(),
+                },
+                "status": report.status,
+                "champion": report.champion,
+                "report": key,
+            },
+        )
+
+
+def to_markdown(report: MonitoringReport) -> str:
+    lines = [
+        f"## {report.problem}: {report.status} for "
+        f"{report.window_start:%Y-%m-%d %H:%M} to {report.window_end:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Champion {report.champion}; {report.rows} rows answered, {report.rejected} refused; "
+        f"{report.unlabelled} predictions still unlabelled.",
+        "",
+    ]
+    lines += [f"- {reason}" for reason in report.reasons] or ["- nothing found"]
+    psi = report.psi()
+    if psi:
+        lines += ["", "| feature | PSI |", "|---|---|"]
+        lines += [
+            f"| {name} | {value:.3f} |" for name, value in sorted(psi.items(), key=lambda i: -i[1])
+        ]
+    return "\n".join(lines)
