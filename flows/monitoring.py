@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from components.alerts.dispatch import dispatch_alerts
 from components.capture.readers import capture_keys
 from components.capture.windows import parse_window, window_start
 from components.core import keys
@@ -26,7 +27,9 @@ from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
 from components.model.registry import Registry
 from components.monitoring.monitor import MonitoringReport, monitor_window, monitored_windows
+from components.monitoring.notify import alerts_of
 from components.monitoring.profile_job import profile_captures
+from flows.alerting import build_channels
 
 EVENTS = {
     "drift-detected": "mlops.model.drift-detected",
@@ -45,6 +48,15 @@ class MonitorParams(BaseModel):
 class MonitoredWindow(BaseModel):
     report: MonitoringReport
     key: str
+    alerts: list[dict] = Field(default_factory=list)  # one delivery result per channel
+
+
+def alert_state_path(store: Store) -> Path:
+    """Where alert dedupe is remembered: beside a local store's objects, else in the
+    working directory's .mlops folder (a worker that starts fresh each run forgets it; the
+    Prefect trigger's own rate limit still holds)."""
+    root = getattr(store, "root", None)
+    return Path(root) / "alerts" / "state.json" if root else Path(".mlops") / "alerts-state.json"
 
 
 def closed_windows(
@@ -80,12 +92,25 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     if params.window is not None:
         windows = [s for s in windows if s == since]
     registry = Registry(store, spec.name)
+    channels = build_channels(spec.alerts, Settings()) if windows else []
     done = []
     for start in windows:
         report, key = monitor_window(store, registry, spec, start)
         logger.info("window %s: %s %s", start.isoformat(), report.status, report.reasons)
         _publish(spec, report, key)
-        done.append(MonitoredWindow(report=report, key=store.uri(key)))
+        results = dispatch_alerts(
+            alerts_of(report, store.uri(key)),
+            channels,
+            spec.alerts,
+            state_path=alert_state_path(store),
+        )
+        for result in results:
+            logger.info("alert %s on %s: %s", result.condition, result.channel, result.status)
+        done.append(
+            MonitoredWindow(
+                report=report, key=store.uri(key), alerts=[r.as_dict() for r in results]
+            )
+        )
     return done
 
 
