@@ -204,7 +204,8 @@ def profile_lease(problem: str) -> str:
 
 
 # ------------------------------------------------------------------ monitoring
-# One report per monitored window (components.monitoring.monitor), written once.
+# One report per monitored window (components.monitoring.monitor), written once, and its
+# HTML page beside it.
 
 _REPORT = re.compile(r"^monitoring/[^/]+/reports/window=(\d{8}T\d{6}Z)\.json$")
 
@@ -215,6 +216,12 @@ def monitoring_prefix(problem: str) -> str:
 
 def monitoring_report(problem: str, start: datetime) -> str:
     return f"{monitoring_prefix(problem)}window={_utc(start):%Y%m%dT%H%M%SZ}.json"
+
+
+def monitoring_page(problem: str, start: datetime) -> str:
+    """The report's self-contained HTML page (components.monitoring.report_page), beside
+    it; :func:`monitoring_report_start` does not match it, so the history reads reports only."""
+    return monitoring_report(problem, start).removesuffix(".json") + ".html"
 
 
 def monitoring_report_start(key: str) -> datetime | None:

@@ -27,3 +27,16 @@ def test_rejection_counts_are_partitioned_by_hour_beside_the_captures():
     assert keys.rejection_hour(chunk) is None
     assert keys.capture_hour(key) is None
     assert keys.rejection_hour("rejections/churn/date=2024-05-01/hour=10/x.tmp") is None
+
+
+def test_the_monitoring_page_sits_beside_its_report_and_is_not_read_as_one():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    at = datetime(2026, 1, 2, 1, tzinfo=timezone(timedelta(hours=1)))  # 00:00 UTC
+    report = keys.monitoring_report("churn", at)
+    page = keys.monitoring_page("churn", at)
+    assert report == "monitoring/churn/reports/window=20260102T000000Z.json"
+    assert page == "monitoring/churn/reports/window=20260102T000000Z.html"
+    assert page.startswith(keys.monitoring_prefix("churn"))
+    assert keys.monitoring_report_start(report) == datetime(2026, 1, 2, tzinfo=UTC)
+    assert keys.monitoring_report_start(page) is None
