@@ -47,7 +47,7 @@ class MonitorParams(BaseModel):
 
 class MonitoredWindow(BaseModel):
     report: MonitoringReport
-    key: str
+    page: str  # the report's HTML page (the JSON report is beside it)
     alerts: list[dict] = Field(default_factory=list)  # one delivery result per channel
 
 
@@ -95,11 +95,11 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     channels = build_channels(spec.alerts, Settings()) if windows else []
     done = []
     for start in windows:
-        report, key = monitor_window(store, registry, spec, start)
+        report, page = monitor_window(store, registry, spec, start)
         logger.info("window %s: %s %s", start.isoformat(), report.status, report.reasons)
-        _publish(spec, report, key)
+        _publish(spec, report, store.uri(page))
         results = dispatch_alerts(
-            alerts_of(report, store.uri(key)),
+            alerts_of(report, store.uri(page)),
             channels,
             spec.alerts,
             state_path=alert_state_path(store),
@@ -108,13 +108,13 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
             logger.info("alert %s on %s: %s", result.condition, result.channel, result.status)
         done.append(
             MonitoredWindow(
-                report=report, key=store.uri(key), alerts=[r.as_dict() for r in results]
+                report=report, page=store.uri(page), alerts=[r.as_dict() for r in results]
             )
         )
     return done
 
 
-def _publish(spec: ProblemSpec, report: MonitoringReport, key: str) -> None:
+def _publish(spec: ProblemSpec, report: MonitoringReport, page: str) -> None:
     slug = spec.name.replace("_", "-")
     create_markdown_artifact(
         markdown=to_markdown(report),
@@ -146,7 +146,7 @@ def _publish(spec: ProblemSpec, report: MonitoringReport, key: str) -> None:
                 },
                 "status": report.status,
                 "champion": report.champion,
-                "report": key,
+                "report": page,
             },
         )
 

@@ -89,13 +89,19 @@ class MonitoringReport(BaseModel):
         }
 
 
-def champion_references(registry: Registry, spec: ProblemSpec) -> References:
+def require_champion(registry: Registry, spec: ProblemSpec) -> str:
+    """The champion's version; NoChampionError, saying what to do, when there is none."""
     version = registry.alias("champion")
     if version is None:
         raise NoChampionError(
             f"problem '{spec.name}' has no champion: train and promote a model first "
             "(`mlops train`), monitoring compares traffic with its references"
         )
+    return version
+
+
+def champion_references(registry: Registry, spec: ProblemSpec) -> References:
+    version = require_champion(registry, spec)
     metadata = registry.metadata(version)
     files = metadata.get("files", {})
     scores = None
@@ -240,6 +246,24 @@ def store_report(store: Store, report: MonitoringReport) -> str:
     return key
 
 
+def store_page(store: Store, spec: ProblemSpec, report: MonitoringReport) -> str:
+    """Write the report's self-contained HTML page beside it (with the history up to its
+    window in the charts), once; returns its key."""
+    from components.monitoring.report_page import render_report_html
+
+    thresholds = spec.monitoring
+    page = render_report_html(
+        report,
+        report_history(store, spec.name),
+        psi_warn=thresholds.drift.psi_warn,
+        psi_alert=thresholds.drift.psi_alert,
+        max_rejection_rate=thresholds.quality.max_rejection_rate,
+    )
+    key = keys.monitoring_page(spec.name, report.window_start)
+    store.put_bytes(key, page.encode(), create_only=True)
+    return key
+
+
 def monitored_windows(store: Store, problem: str) -> list[datetime]:
     found = (keys.monitoring_report_start(k) for k in store.list(keys.monitoring_prefix(problem)))
     return sorted(s for s in found if s is not None)
@@ -260,7 +284,9 @@ def monitor_window(
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[MonitoringReport, str]:
-    """Gather, assess and store one window's report; returns it with its key."""
+    """Gather, assess and store one window's report and its page; returns the report with
+    the page's key."""
     references = champion_references(registry, spec)
     report = assess_window(spec, references, gather_window(store, spec, start), now=clock())
-    return report, store_report(store, report)
+    store_report(store, report)
+    return report, store_page(store, spec, report)

@@ -46,13 +46,21 @@ def monitor(
 ) -> None:
     """Profile what capture stored since the last run, then monitor every closed window not
     monitored yet (drift, data quality, rejections, scores, performance on labels)."""
+    from components.core.problem import load_problem
+    from components.core.settings import Settings
+    from components.core.store import store_from_settings
+    from components.model.registry import Registry
+    from components.monitoring.monitor import require_champion
     from flows.monitoring import MonitorParams
     from flows.monitoring import monitor as run
 
     if window is not None and since is not None:
         raise _fail(ValueError("give --window or --since, not both"))
     try:
-        done = run(MonitorParams(problem=problem, window=window, since=since, store=store))
+        params = MonitorParams(problem=problem, window=window, since=since, store=store)
+        spec = load_problem(problem)
+        require_champion(Registry(store_from_settings(Settings(), store), spec.name), spec)
+        done = run(params)
     except (*_user_errors(), ValueError, LookupError) as exc:
         raise _fail(exc) from None
     if not done:
@@ -70,4 +78,4 @@ def monitor(
             f"{r.unlabelled} | {reasons} |"
         )
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
-    console.print(f"report: {done[-1].key}", highlight=False, soft_wrap=True)
+    console.print(f"report: {done[-1].page}", highlight=False, soft_wrap=True)

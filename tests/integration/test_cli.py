@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from capture_cases import answer, features
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -202,3 +204,25 @@ def _generated(tmp_path) -> Path:
     )
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_monitor_states_what_is_wrong(tmp_path):
+    from components.capture.buffer import Capture
+    from components.core.problem import load_problem
+    from components.core.store import LocalStore
+
+    both = runner.invoke(app, ["monitor", "--window", "2026-11-01", "--since", "2026-11-01"])
+    assert both.exit_code == 2
+    assert "give --window or --since, not both" in both.output
+    store = LocalStore(tmp_path / "store")
+    args = ["monitor", "--store", str(tmp_path / "store"), "--problem", str(CHURN)]
+    spec = load_problem(CHURN)
+    with Capture(store, spec, worker_id="w1") as capture:
+        at = datetime(2026, 11, 1, 12, tzinfo=UTC)
+        capture.record([features(0)], [answer("p0")], received_at=at)
+    no_champion = runner.invoke(app, args)  # checked before Prefect starts
+    assert no_champion.exit_code == 2
+    assert "has no champion: train and promote a model first" in no_champion.output
+    bad_day = runner.invoke(app, [*args, "--window", "yesterday"])
+    assert bad_day.exit_code == 2
+    assert "window" in bad_day.output

@@ -111,7 +111,10 @@ def test_each_closed_day_is_judged_once_with_alerts_and_events(store_dir, tmp_pa
         ("drift-detected", "alert"),
         ("quality-failed", "alert"),
     ]  # the second day of drift is within the cooldown: not sent again
-    assert lines[0]["report"].endswith("window=20261103T000000Z.json")
+    page = store_dir / "monitoring" / "churn" / "reports" / "window=20261103T000000Z.html"
+    assert lines[0]["report"] == f"file://{page}"
+    html = page.read_text()
+    assert "monthly_charges" in html and html.count('src="data:image/png;base64,') == 3
 
     events = _events(["mlops.model.drift-detected", "mlops.data.quality-failed"])
     assert {e.event for e in events} >= {"mlops.model.drift-detected", "mlops.data.quality-failed"}
