@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_BENTOML_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, installed with apt-get when missing and allowed (root),
+    as the CI machine starts without it."""
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        for commands in ([install], [["apt-get", "update", "-q"], install]):
+            for command in commands:
+                subprocess.run(command, capture_output=True, timeout=900, check=False)
+            if path := shutil.which("chromium"):
+                break
+    if path is None:
+        pytest.skip("Debian's chromium is missing and apt-get could not install it")
+    return path
 
 
 @pytest.fixture(scope="session")

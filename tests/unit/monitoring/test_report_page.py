@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,6 @@ START = datetime(2026, 1, 10, tzinfo=UTC)
 DAY = timedelta(days=1)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE = re.compile(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
-CHROMIUM = "/usr/bin/chromium"
 
 
 def finding(check, subject, status, message, value=None, threshold=None) -> dict:
@@ -199,16 +197,12 @@ def test_a_labelled_history_without_values_draws_the_estimate_only():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} is not installed (apt-get install chromium): no headless browser",
-)
-def test_headless_chromium_draws_the_page_offline(tmp_path):
+def test_headless_chromium_draws_the_page_offline(tmp_path, chromium):
     page = tmp_path / "report.html"
     page.write_text(render_report_html(make_report(), history()), encoding="utf-8")
     shot = tmp_path / "shot.png"
     command = [
-        CHROMIUM,
+        chromium,
         "--headless",
         "--disable-gpu",
         "--no-sandbox",
