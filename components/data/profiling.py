@@ -279,23 +279,40 @@ class RunningProfile:
     """A profile that frames are added to one after another, serialised when wanted.
 
     Callers that profile a stream in pieces keep one running profile and serialise it when
-    wanted, instead of a profile per piece and a merge of them all.
+    wanted, instead of a profile per piece and a merge of them all. Pieces are tracked in
+    batches of at least ``batch_rows`` rows: whylogs pays a fixed cost per column on every
+    call, which small pieces would pay many times over (memory holds one batch).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, batch_rows: int = 500_000) -> None:
         self._profile = None
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self.batch_rows = batch_rows
         self.rows = 0
 
     def track(self, frame: pd.DataFrame) -> None:
+        self._pending.append(frame)
+        self._pending_rows += len(frame)
+        self.rows += len(frame)
+        if self._pending_rows >= self.batch_rows:
+            self._track_pending()
+
+    def _track_pending(self) -> None:
+        if not self._pending:
+            return
         if self._profile is None:
             _whylogs()
             from whylogs.core import DatasetProfile
 
             self._profile = DatasetProfile()
+        pending = self._pending
+        frame = pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
+        self._pending, self._pending_rows = [], 0
         self._profile.track(pandas=_without_categoricals(frame))
-        self.rows += len(frame)
 
     def serialize(self) -> bytes:
+        self._track_pending()
         if self._profile is None:
             raise ValueError("nothing has been tracked in this profile yet")
         return self._profile.view().serialize()
