@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -16,20 +17,35 @@ from components.core.store import Store
 
 
 def read_captures(
-    store: Store, problem: str, start: datetime | None = None, end: datetime | None = None
+    store: Store,
+    problem: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every captured row of ``problem`` with ``start <= captured_at < end`` (either bound
-    optional), sorted by ``captured_at``. Only the hour partitions that overlap are read."""
+    optional), sorted by ``captured_at``: all its columns, or ``columns`` (captured_at is
+    always read). Only the hour partitions that overlap are read."""
     lo = as_utc(start) if start is not None else None
     hi = as_utc(end) if end is not None else None
+    wanted = None if columns is None else list(dict.fromkeys([CAPTURED_AT, *columns]))
     tables = [
-        pq.read_table(pa.BufferReader(store.get_bytes(key)))
-        for key in capture_keys(store, problem, lo, hi)
+        _read_chunk(store.get_bytes(key), wanted) for key in capture_keys(store, problem, lo, hi)
     ]
     if not tables:
-        return pd.DataFrame({name: [] for name in BASE_COLUMNS})
+        return pd.DataFrame({name: [] for name in (wanted or BASE_COLUMNS)})
     frame = within(_concat(tables), lo, hi)
     return frame.sort_values(CAPTURED_AT, kind="stable").reset_index(drop=True)
+
+
+def _read_chunk(data: bytes, columns: list[str] | None) -> pa.Table:
+    """A chunk's table, of ``columns`` where given (those an older chunk lacks are left out:
+    they read as null once the tables are concatenated)."""
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    if columns is not None:
+        columns = [c for c in columns if c in parquet.schema_arrow.names]
+    return parquet.read(columns=columns)
 
 
 def capture_keys(

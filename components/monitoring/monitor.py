@@ -176,10 +176,12 @@ def gather_window(
     sketches = _window_sketches(store, spec, start, end, profile_window or spec.monitoring.window)
     rejected = rejections_by_window(read_rejections(store, spec.name, start, end), width)
     history_start = start - HISTORY_WINDOWS * width
-    captured = read_captures(store, spec.name, history_start, end)
+    column = score_column(spec)
+    captured = read_captures(
+        store, spec.name, history_start, end, columns=["prediction_id", "model_version", column]
+    )
     labelled, unlabelled = _labelled(captured, read_feedback(store, spec.name), spec, start, width)
     current = captured[captured["captured_at"] >= start]
-    column = score_column(spec)
     scores = current[column].to_numpy(dtype=float) if column in current else np.array([])
     served = current["model_version"].value_counts().to_dict() if len(current) else {}
     return WindowInputs(
@@ -220,14 +222,15 @@ def _labelled(
     if captured.empty or column not in captured:
         return [], 0
     observed = feedback[["prediction_id", "label"]].rename(columns={"label": "observed"})
-    joined = captured[["prediction_id", "captured_at", column]].merge(
-        observed, on="prediction_id", how="left"
+    labelled = captured["prediction_id"].isin(observed["prediction_id"])
+    unlabelled = int((~labelled & (captured["captured_at"] >= start)).sum())
+    joined = captured.loc[labelled, ["prediction_id", "captured_at", column]].merge(
+        observed, on="prediction_id"
     )
     epoch = pd.Timestamp(0, tz="UTC")
     joined["window"] = epoch + ((joined["captured_at"] - epoch) // width) * width
-    current = joined[joined["window"] == start]
     windows = []
-    for moment, rows in joined.dropna(subset=["observed"]).groupby("window", sort=True):
+    for moment, rows in joined.groupby("window", sort=True):
         windows.append(
             LabelledWindow(
                 moment.to_pydatetime(),
@@ -235,7 +238,7 @@ def _labelled(
                 rows[column].to_numpy(dtype=float),
             )
         )
-    return windows, int(current["observed"].isna().sum())
+    return windows, unlabelled
 
 
 def store_report(store: Store, report: MonitoringReport) -> str:

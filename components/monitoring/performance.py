@@ -235,6 +235,9 @@ def _bootstrap(name, y, p, threshold, resamples, rng) -> np.ndarray:
 # --- estimated from the scores (CBPE) -----------------------------------------------------
 
 
+_ESTIMATE_GRID = 10_000
+
+
 def estimated_metric(name: str, p, threshold: float = DEFAULT_THRESHOLD) -> float:
     """The expected value of one of METRICS on the window, from its scores alone.
 
@@ -250,10 +253,17 @@ def estimated_metric(name: str, p, threshold: float = DEFAULT_THRESHOLD) -> floa
     (P(y | x) changing): with the same scores it gives the same answer whatever the labels
     turn out to be. Calibration is checked with calibration_z once labels arrive.
     """
-    s = _scores(p)
-    return float(
-        _weighted_metric(_metric_name(name), s, s[None, :], 1.0 - s[None, :], threshold)[0]
-    )
+    s, name = _scores(p), _metric_name(name)
+    if name in ("roc_auc", "pr_auc"):
+        # Ranked on a grid of 1e-4: counting each cell's rows and expected positives is
+        # linear where sorting a large window is not; scores within a cell count as tied.
+        cells = np.rint(s * _ESTIMATE_GRID).astype(np.int64)
+        rows = np.bincount(cells, minlength=_ESTIMATE_GRID + 1)
+        positive = np.bincount(cells, weights=s, minlength=_ESTIMATE_GRID + 1)
+        kept = np.flatnonzero(rows)
+        pos, neg = positive[kept], rows[kept] - positive[kept]
+        return float(_weighted_ranking(name, kept / _ESTIMATE_GRID, pos[None, :], neg[None, :])[0])
+    return float(_weighted_metric(name, s, s[None, :], 1.0 - s[None, :], threshold)[0])
 
 
 # --- weighted metrics: the one engine of the bootstrap and the estimate -------------------
