@@ -8,6 +8,7 @@ the verdict, as a :class:`MonitoringReport`; `store_report` writes it, once per 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,8 +33,13 @@ from components.monitoring.profile_job import window_profiles
 from components.monitoring.quality import data_quality, rejection_rate
 from components.monitoring.verdict import Finding, Status, conditions, verdict
 
-# Labelled predictions are looked for in this many windows before the one monitored.
-HISTORY_WINDOWS = 60
+
+def history_windows(spec: ProblemSpec, width: timedelta) -> int:
+    """How many windows before the one monitored are read for labelled predictions: those
+    whose labels may still be arriving (the problem's label delay) and the trailing windows
+    the degradation test pools, once their labels are in."""
+    delay = math.ceil(timedelta(days=spec.label_delay_days) / width)
+    return delay + spec.monitoring.performance.trailing_windows + 1
 
 
 class NoChampionError(LookupError):
@@ -175,7 +181,7 @@ def gather_window(
     end = start + width
     sketches = _window_sketches(store, spec, start, end, profile_window or spec.monitoring.window)
     rejected = rejections_by_window(read_rejections(store, spec.name, start, end), width)
-    history_start = start - HISTORY_WINDOWS * width
+    history_start = start - history_windows(spec, width) * width
     column = score_column(spec)
     captured = read_captures(
         store, spec.name, history_start, end, columns=["prediction_id", "model_version", column]

@@ -20,15 +20,12 @@ TITLES = {
 
 
 def alerts_of(report: MonitoringReport, location: str | None = None) -> list[Alert]:
-    """The alerts of ``report``: its alert-level conditions, then the warning-level ones
-    that no alert already covers."""
+    """The alerts of ``report``: its alert-level conditions (with the warnings behind them
+    too), then the warning-level ones that no alert already covers."""
     findings = [Finding(**f) for f in report.findings]
-    alerting = conditions(findings, at_least="alert")
-    warning = {
-        name: reasons
-        for name, reasons in conditions(findings, at_least="warn").items()
-        if name not in alerting
-    }
+    raised = conditions(findings, at_least="warn")  # every reason, warnings included
+    alerting = {name: raised[name] for name in conditions(findings, at_least="alert")}
+    warning = {name: reasons for name, reasons in raised.items() if name not in alerting}
     return [
         Alert(
             problem=report.problem,
