@@ -39,7 +39,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,11 +47,12 @@ from typing import Any
 from components.capture import chunks
 from components.capture.chunks import CAPTURED_AT, FLAGS_COLUMN, PREDICTION_ID, Batch, FeatureMatrix
 from components.capture.feedback import record_feedback
+from components.capture.pending import Pending, put_once, writer_name
 from components.capture.rejections import RejectionCounter
 from components.capture.windows import as_utc, utc_now
 from components.core import keys
 from components.core.problem import ProblemSpec
-from components.core.store import KeyNotFoundError, ObjectExistsError, Store
+from components.core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +81,6 @@ class CaptureConfig:
             problems.append(f"close_timeout_s must not be negative (got {self.close_timeout_s})")
         if problems:
             raise ValueError("invalid CaptureConfig: " + "; ".join(problems))
-
-
-@dataclass
-class _Pending:
-    """An encoded chunk waiting to be written, under the key it keeps across retries."""
-
-    key: str
-    hour: datetime
-    data: bytes
-    rows: int
 
 
 class Capture:
@@ -130,7 +120,7 @@ class Capture:
         self._unwritten = 0  # rows buffered or encoded but not yet stored
         self._closing = False
         self._flush_lock = threading.Lock()  # one flush at a time; guards _pending and _seq
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._seq = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -368,7 +358,7 @@ class Capture:
             written = self._write_pending()
             return written, counted and not self._pending
 
-    def _encode(self, batches: list[Batch]) -> list[_Pending]:
+    def _encode(self, batches: list[Batch]) -> list[Pending]:
         """Parquet chunks per hour partition, cut from one table of every buffered row."""
         table = chunks.batches_table(batches, self._types)
         out = []
@@ -377,7 +367,7 @@ class Capture:
             for i in range(0, part.num_rows, self.config.chunk_rows):
                 chunk = part.slice(i, self.config.chunk_rows)
                 data = chunks.parquet_bytes(chunk)
-                out.append(_Pending(self._key(hour), hour, data, chunk.num_rows))
+                out.append(Pending(self._key(hour), hour, data, chunk.num_rows))
         return out
 
     def _write_pending(self) -> int:
@@ -406,26 +396,12 @@ class Capture:
                 self._cond.notify_all()
         return written
 
-    def _put(self, item: _Pending) -> None:
-        while True:
-            try:
-                self.store.put_bytes(item.key, item.data, create_only=True)
-                return
-            except ObjectExistsError:
-                if self._holds(item):
-                    return  # an earlier attempt did write it, though it reported a failure
-                item.key = self._key(item.hour)  # someone else's: a new name
-
-    def _holds(self, item: _Pending) -> bool:
-        try:
-            return self.store.get_bytes(item.key) == item.data
-        except KeyNotFoundError:
-            return False
+    def _put(self, item: Pending) -> None:
+        put_once(self.store, item, self._key)
 
     def _key(self, hour: datetime) -> str:
         self._seq += 1
-        name = f"{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}"
-        return keys.capture_chunk(self.spec.name, hour, name)
+        return keys.capture_chunk(self.spec.name, hour, writer_name(self.worker_id, self._seq))
 
     def _flusher_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -52,9 +52,20 @@ def capture_keys(
     store: Store, problem: str, lo: datetime | None = None, hi: datetime | None = None
 ) -> list[str]:
     """The chunks of the hour partitions that overlap [lo, hi)."""
+    return hour_partition_keys(store, keys.captures_prefix(problem), keys.capture_hour, lo, hi)
+
+
+def hour_partition_keys(
+    store: Store,
+    prefix: str,
+    hour_of: Callable[[str], datetime | None],
+    lo: datetime | None,
+    hi: datetime | None,
+) -> list[str]:
+    """The keys under ``prefix`` whose hour partition (``hour_of``) overlaps [lo, hi)."""
     found = []
-    for key in store.list(keys.captures_prefix(problem)):
-        hour = keys.capture_hour(key)
+    for key in store.list(prefix):
+        hour = hour_of(key)
         if hour is None:
             continue
         if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,9 +45,11 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from components.capture.pending import Pending, put_once, writer_name
+from components.capture.readers import hour_partition_keys
 from components.capture.windows import as_utc, parse_window, window_start
 from components.core import keys
-from components.core.store import KeyNotFoundError, ObjectExistsError, Store
+from components.core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,6 @@ COLUMNS = ("minute", "field", "check", "rows")
 MAX_REASONS = 1000
 _MAX_NAME = 100
 _KEY = tuple[int, str, str]  # (minute as epoch seconds, field, check)
-
-
-@dataclass
-class _Pending:
-    """An encoded object waiting to be written, under the key it keeps across retries."""
-
-    key: str
-    hour: datetime
-    data: bytes
-    rows: int
 
 
 class RejectionCounter:
@@ -86,7 +77,7 @@ class RejectionCounter:
         self._counted = 0  # rows in _counts
         self._pending_rows = 0  # rows in _pending
         self._closed = False
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._seq = 0
 
     def record(self, rows: int, reasons: Iterable[tuple[str, str]], at: datetime) -> None:
@@ -133,7 +124,7 @@ class RejectionCounter:
         self._pending = self._encode(counts)  # (plain data: this cannot fail)
         return self._write_pending(store)
 
-    def _encode(self, counts: Counter[_KEY]) -> list[_Pending]:
+    def _encode(self, counts: Counter[_KEY]) -> list[Pending]:
         """One object per hour of the counts."""
         by_hour: dict[int, list[tuple[_KEY, int]]] = {}
         for key, n in sorted(counts.items()):
@@ -158,7 +149,7 @@ class RejectionCounter:
             }
             data = json.dumps(doc, separators=(",", ":")).encode()
             rows = sum(n for (_, field, check), n in items if field == check == ALL)
-            out.append(_Pending(self._key(hour), hour, data, rows))
+            out.append(Pending(self._key(hour), hour, data, rows))
         return out
 
     def _write_pending(self, store: Store) -> bool:
@@ -181,27 +172,12 @@ class RejectionCounter:
                 self._pending_rows -= item.rows
         return True
 
-    def _put(self, store: Store, item: _Pending) -> None:
-        while True:
-            try:
-                store.put_bytes(item.key, item.data, create_only=True)
-                return
-            except ObjectExistsError:
-                if _holds(store, item):
-                    return  # an earlier attempt did write it, though it reported a failure
-                item.key = self._key(item.hour)  # someone else's: a new name
+    def _put(self, store: Store, item: Pending) -> None:
+        put_once(store, item, self._key)
 
     def _key(self, hour: datetime) -> str:
         self._seq += 1
-        name = f"{self.worker_id}-{self._seq:06d}-{uuid.uuid4().hex[:8]}"
-        return keys.rejection_counts(self.problem, hour, name)
-
-
-def _holds(store: Store, item: _Pending) -> bool:
-    try:
-        return store.get_bytes(item.key) == item.data
-    except KeyNotFoundError:
-        return False
+        return keys.rejection_counts(self.problem, hour, writer_name(self.worker_id, self._seq))
 
 
 # ------------------------------------------------------------------ reading
@@ -239,14 +215,7 @@ def rejection_keys(
     store: Store, problem: str, lo: datetime | None = None, hi: datetime | None = None
 ) -> list[str]:
     """The rejection counts of the hour partitions that overlap [lo, hi)."""
-    found = []
-    for key in store.list(keys.rejections_prefix(problem)):
-        hour = keys.rejection_hour(key)
-        if hour is None:
-            continue
-        if (lo is None or hour + timedelta(hours=1) > lo) and (hi is None or hour < hi):
-            found.append(key)
-    return found
+    return hour_partition_keys(store, keys.rejections_prefix(problem), keys.rejection_hour, lo, hi)
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,21 @@ def captures_prefix(problem: str) -> str:
     return f"captures/{problem}/"
 
 
+def _hour_folder(prefix: str, hour: datetime) -> str:
+    hour = _utc(hour)
+    return f"{prefix}date={hour:%Y-%m-%d}/hour={hour:%H}"
+
+
+def _hour_of(pattern: re.Pattern, key: str) -> datetime | None:
+    m = pattern.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+
 def capture_folder(problem: str, hour: datetime) -> str:
     """The partition of the chunks whose rows were captured in ``hour`` (UTC)."""
-    hour = _utc(hour)
-    return f"captures/{problem}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+    return _hour_folder(captures_prefix(problem), hour)
 
 
 def capture_chunk(problem: str, hour: datetime, name: str) -> str:
@@ -114,10 +125,7 @@ def capture_chunk(problem: str, hour: datetime, name: str) -> str:
 
 def capture_hour(key: str) -> datetime | None:
     """The hour a capture chunk's key is partitioned under; None for any other key."""
-    m = _CAPTURE_HOUR.search(key)
-    if m is None:
-        return None
-    return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return _hour_of(_CAPTURE_HOUR, key)
 
 
 def feedback_prefix(problem: str) -> str:
@@ -144,8 +152,7 @@ def rejections_prefix(problem: str) -> str:
 
 def rejection_folder(problem: str, hour: datetime) -> str:
     """The partition of the rejection counts of ``hour`` (UTC)."""
-    hour = _utc(hour)
-    return f"rejections/{problem}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+    return _hour_folder(rejections_prefix(problem), hour)
 
 
 def rejection_counts(problem: str, hour: datetime, name: str) -> str:
@@ -155,10 +162,7 @@ def rejection_counts(problem: str, hour: datetime, name: str) -> str:
 
 def rejection_hour(key: str) -> datetime | None:
     """The hour a rejection counts key is partitioned under; None for any other key."""
-    m = _REJECTION_HOUR.search(key)
-    if m is None:
-        return None
-    return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return _hour_of(_REJECTION_HOUR, key)
 
 
 # ------------------------------------------------------------------ profiles

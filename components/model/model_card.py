@@ -17,8 +17,9 @@ from components.model.evaluation import improvement
 # Values shown as whole numbers even when they arrive as floats (e.g. 6.0 rows).
 _COUNT_KEYS = {"n", "positives", "folds", "train", "validation", "test"}
 # Allow data: images and inline styles, nothing else: the page never loads anything.
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-_CSS = """
+PAGE_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# The house style of the self-contained pages (this card, the monitoring report).
+PAGE_CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 64rem;
        padding: 0 1rem; color: #1f2328; line-height: 1.45; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
@@ -27,11 +28,16 @@ table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .6rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f6f8fa; }
-.badge { padding: .1rem .5rem; border-radius: .3rem; font-size: .9rem; }
-.pass { background: #dafbe1; color: #116329; } .fail { background: #ffebe9; color: #a40e26; }
-figure { display: inline-block; margin: .5rem; } figcaption { font-size: .8rem; }
+.badge { padding: .1rem .5rem; border-radius: .3rem; font-size: .9rem; white-space: nowrap; }
 img { max-width: 100%; }
 """
+_CSS = (
+    PAGE_CSS
+    + """.pass { background: #dafbe1; color: #116329; }
+.fail { background: #ffebe9; color: #a40e26; }
+figure { display: inline-block; margin: .5rem; } figcaption { font-size: .8rem; }
+"""
+)
 
 
 class ModelCard(BaseModel):
@@ -268,7 +274,7 @@ def render_html(card: ModelCard, plots: dict[str, bytes]) -> str:
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(_title(card))}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(sections)

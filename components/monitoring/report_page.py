@@ -17,7 +17,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from components.model.model_card import format_value
+from components.model.model_card import PAGE_CSP, PAGE_CSS, format_value
 from components.monitoring.monitor import MonitoringReport
 
 _DPI = 100
@@ -25,22 +25,14 @@ _WIDTH = 8  # inches
 _SERIES_SIZE = (_WIDTH, 3.5)
 _EMPTY_SIZE = (6, 1.2)
 _MAX_FEATURES = 30  # the PSI chart shows the highest ones beyond this
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 64rem;
-       padding: 0 1rem; color: #1f2328; line-height: 1.45; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
-     border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .6rem; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-th { background: #f6f8fa; }
-.badge { padding: .1rem .5rem; border-radius: .3rem; font-size: .9rem; white-space: nowrap; }
-.ok { background: #dafbe1; color: #116329; } .warn { background: #fff8c5; color: #7d4e00; }
+_CSS = (
+    PAGE_CSS
+    + """.ok { background: #dafbe1; color: #116329; } .warn { background: #fff8c5; color: #7d4e00; }
 .alert { background: #ffebe9; color: #a40e26; }
 .insufficient-data { background: #eaeef2; color: #424a53; }
-img { max-width: 100%; } .note { font-size: .9rem; color: #59636e; }
+.note { font-size: .9rem; color: #59636e; }
 """
+)
 _PERFORMANCE_NOTE = (
     "The estimated metric is computed from the model's scores alone, taking its predicted "
     "probabilities as true: it can see the inputs move (covariate shift) but cannot see "
@@ -105,7 +97,7 @@ def render_report_html(
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(sections)
