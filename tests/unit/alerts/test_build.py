@@ -28,8 +28,20 @@ def alert_spec(*channels):
     return AlertSpec.model_validate({"channels": list(channels)})
 
 
-def test_the_churn_spec_builds_its_four_channels(spec):
-    alerts = spec.alerts
+def test_the_churn_spec_builds_its_channels_and_its_commented_examples(spec):
+    log, jsonl = channels_from_spec(spec.alerts, environ={})
+    assert (type(log), type(jsonl)) == (LoggingChannel, JsonlFileChannel)
+    assert jsonl.path == Path(".mlops/alerts.jsonl")
+    # The examples the problem file shows in comments, as a user would enable them.
+    alerts = AlertSpec.model_validate(
+        {
+            "channels": [
+                *spec.alerts.model_dump()["channels"],
+                {"type": "slack", "webhook_url_env": "MLOPS_SLACK_WEBHOOK_URL"},
+                {"type": "sns", "topic_arn_env": "MLOPS_SNS_TOPIC_ARN"},
+            ]
+        }
+    )
     clients = []
     env = {"MLOPS_SLACK_WEBHOOK_URL": URL, "MLOPS_SNS_TOPIC_ARN": ARN}
     log, jsonl, slack, sns = channels_from_spec(
