@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 PROTECTED_DEFAULT = ("/predict", "/feedback")
@@ -32,6 +32,9 @@ class GuardConfig:
     max_body_bytes: int = 1_048_576
     api_key: bytes | None = None
     body_timeout_s: float = 10.0
+    # Told the path of each request refused for its declared size (the service counts
+    # refused predictions as rejections).
+    on_too_large: Callable[[str], None] | None = None
 
     def update(self, *, max_body_bytes: int, api_key: str | None, body_timeout_s: float) -> None:
         self.max_body_bytes = max_body_bytes
@@ -59,6 +62,8 @@ class Guard:
             return await _reply(send, 401, "missing or wrong API key (header X-API-Key)")
         declared = _content_length(scope)
         if declared is not None and declared > self.config.max_body_bytes:
+            if self.config.on_too_large is not None:
+                self.config.on_too_large(path)
             return await _reply(send, 413, self._too_large(declared))
         task = asyncio.current_task()
         loop = task.get_loop()

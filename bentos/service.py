@@ -177,6 +177,8 @@ class PredictionService:
             self.online.capture = _capture(settings, self.online.spec)
             self.online.capture.start()
         api.state.online = self.online
+        online = self.online
+        guard.on_too_large = lambda path: path.endswith("/predict") and online.record_too_large()
         # What is alive now (modules, the model, the request model) lives as long as the
         # worker: frozen out of the garbage collector's sight, so that full collections scan
         # only what requests leave, not the whole heap.

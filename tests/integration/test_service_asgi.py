@@ -266,23 +266,26 @@ def test_refused_rows_are_counted_by_reason_in_the_store(app, served_model, monk
             "/predict", content=iter([b" " * 700_000, b" " * 700_000]), headers={"X-API-Key": "k"}
         )
         assert big.status_code == 413
+        # One that declares a Content-Length over the limit: the guard's 413.
+        declared = post(b" " * 1_100_000, **{"Content-Length": "1100000"})
+        assert declared.status_code == 413
         assert c.post("/predict", json={"records": three}).status_code == 401  # not counted
         assert c.post("/feedback", json={}, headers={"X-API-Key": "k"}).status_code == 422
     store = LocalStore(tmp_path / "store")  # the lifespan has ended: everything is flushed
     frame = read_rejections(store, "churn")
     by_reason = frame.groupby(["field", "check"])["rows"].sum().to_dict()
     assert by_reason == {
-        (ALL, ALL): 3 + 1 + 5 + 1 + 1,
+        (ALL, ALL): 3 + 1 + 5 + 1 + 1 + 1,
         ("region", "missing"): 1,
         ("tenure_months", "int_type"): 1,
         ("(body)", "json_invalid"): 1,
         ("(request)", "too_long"): 1,
         ("(request)", "too_short"): 1,
-        ("(body)", "too_large"): 1,
+        ("(body)", "too_large"): 2,
     }
     [window] = rejections_by_window(frame, "1d")
-    assert window.rows == 11
-    assert window.rate(answered=len(records)) == pytest.approx(11 / 14)
+    assert window.rows == 12
+    assert window.rate(answered=len(records)) == pytest.approx(12 / 15)
     assert store.list("rejections/churn/")[0].endswith(".json")
 
     off = {"MLOPS_CAPTURE": "false", "MLOPS_SERVE_API_KEY": ""}
