@@ -31,8 +31,8 @@ test: $(STAMP) ## Lint, then run every test (unit, integration, e2e; slow ones t
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) ## Unit tests, without those marked slow (make test runs them)
-	$(BIN)/python -m pytest tests/unit -q -m "not slow"
+test-fast: $(STAMP) ## Unit tests on both cores, without those marked slow (make test runs them)
+	$(BIN)/python -m pytest tests/unit -q -m "not slow" -n 2
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .
