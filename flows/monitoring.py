@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from components.alerts.build import with_settings_channels
 from components.alerts.dispatch import dispatch_alerts
 from components.capture.readers import capture_keys
 from components.capture.windows import parse_window, window_start
@@ -92,7 +93,9 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     if params.window is not None:
         windows = [s for s in windows if s == since]
     registry = Registry(store, spec.name)
-    channels = build_channels(spec.alerts, Settings()) if windows else []
+    settings = Settings()
+    alert_spec = with_settings_channels(spec.alerts, settings.alert_channels)
+    channels = build_channels(alert_spec, settings) if windows else []
     done = []
     for start in windows:
         report, page = monitor_window(store, registry, spec, start)
@@ -101,7 +104,7 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
         results = dispatch_alerts(
             alerts_of(report, store.uri(page)),
             channels,
-            spec.alerts,
+            alert_spec,
             state_path=alert_state_path(store),
         )
         for result in results:

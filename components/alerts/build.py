@@ -8,12 +8,14 @@ collected into one :class:`AlertConfigError`, each line naming the channel's ind
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from components.alerts.channels.base import Channel
 from components.alerts.channels.jsonl import JsonlFileChannel
@@ -118,3 +120,26 @@ def _from_env(environ: Mapping[str, str], variable: str | None, key: str, what: 
             "or remove the channel from the problem file"
         )
     return value
+
+
+def with_settings_channels(spec: AlertSpec, channels_json: str | None) -> AlertSpec:
+    """``spec`` with its channels replaced by ``channels_json`` (the ``MLOPS_ALERT_CHANNELS``
+    setting: a JSON list of channels as in the problem file), when that is set."""
+    if not channels_json:
+        return spec
+    try:
+        channels = json.loads(channels_json)
+        return AlertSpec.model_validate({"min_severity": spec.min_severity, "channels": channels})
+    except json.JSONDecodeError as exc:
+        raise AlertConfigError(
+            [f"MLOPS_ALERT_CHANNELS: not JSON ({exc.msg} at {exc.pos})"]
+        ) from None
+    except ValidationError as exc:
+        raise AlertConfigError(
+            [
+                f"MLOPS_ALERT_CHANNELS[{e['loc'][1]}]: {e['msg']}"
+                if len(e["loc"]) > 1
+                else f"MLOPS_ALERT_CHANNELS: {e['msg']}"
+                for e in exc.errors()
+            ]
+        ) from None

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         "at most the rows answered since its last flush.",
     )
     prediction_id_secret: str | None = Field(None, description="HMAC key for prediction ids.")
+    alert_channels: str | None = Field(
+        None,
+        description="Alert channels as a JSON list, in place of the problem file's "
+        '(e.g. [{"type": "slack", "webhook_url_env": "SLACK_URL"}]).',
+    )
 
     @field_validator("serve_access_log", mode="before")
     @classmethod

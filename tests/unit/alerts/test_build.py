@@ -11,7 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from components.alerts.alert import Alert
-from components.alerts.build import AlertConfigError, channel_names, channels_from_spec
+from components.alerts.build import (
+    AlertConfigError,
+    channel_names,
+    channels_from_spec,
+    with_settings_channels,
+)
 from components.alerts.channels.jsonl import JsonlFileChannel
 from components.alerts.channels.log import LoggingChannel
 from components.alerts.channels.prefect_block import PrefectBlockChannel
@@ -177,3 +182,27 @@ def test_an_alert_refuses_bad_values(change, message):
     fields = {"problem": "churn", "severity": "warn", "condition": "drift-detected", "title": "t"}
     with pytest.raises(ValidationError, match=message):
         Alert(**{**fields, **change})
+
+
+def test_the_setting_replaces_the_problem_files_channels(spec):
+    assert with_settings_channels(spec.alerts, None) is spec.alerts
+    replaced = with_settings_channels(
+        spec.alerts, '[{"type": "slack", "webhook_url_env": "HOOK", "min_severity": "alert"}]'
+    )
+    assert [c.type for c in replaced.channels] == ["slack"]
+    assert replaced.min_severity == spec.alerts.min_severity
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[{type: log}]", "MLOPS_ALERT_CHANNELS: not JSON"),
+        ('{"type": "log"}', "MLOPS_ALERT_CHANNELS: Input should be a valid list"),
+        ('[{"type": "slack"}]', "MLOPS_ALERT_CHANNELS[0]: Value error, give exactly one"),
+        ('[{"type": "pager"}]', "MLOPS_ALERT_CHANNELS[0]: Input tag 'pager'"),
+    ],
+)
+def test_a_bad_setting_names_itself_and_what_is_wrong(spec, value, expected):
+    with pytest.raises(AlertConfigError) as caught:
+        with_settings_channels(spec.alerts, value)
+    assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
