@@ -214,7 +214,7 @@ def _time_axis(ax, times: list[datetime], width: timedelta) -> None:
 
     pad = max(width, timedelta(minutes=1)) / 2
     ax.set_xlim(min(times) - pad, max(times) + pad)
-    locator = AutoDateLocator(maxticks=8)
+    locator = AutoDateLocator(minticks=2, maxticks=8)  # the default 5 fails on a few days
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     ax.grid(alpha=0.3)
