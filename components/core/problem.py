@@ -8,6 +8,7 @@ model, the drift checks, the gate. `load_problem` turns every mistake in the fil
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
@@ -173,6 +174,19 @@ class RetrainingSpec(_Strict):
     schedule: str | None = None
     min_new_labels: int = Field(1000, ge=0)
     cooldown_hours: float = Field(24, ge=0)
+    max_per_week: int = Field(3, ge=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from cronsim import CronSim, CronSimError
+
+            try:
+                CronSim(value, datetime.now(UTC))
+            except CronSimError as exc:
+                raise ValueError(f"not a cron expression ({exc})") from None
+        return value
 
 
 Severity = Literal["info", "warn", "alert"]
