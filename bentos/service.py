@@ -48,7 +48,7 @@ from bentos.guard import BodyTooLargeError, Guard, GuardConfig
 from components.capture.buffer import Capture, CaptureConfig
 from components.core.problem import ProblemSpec
 from components.core.settings import SERVE_TIMEOUT_S, TRUE_WORDS, Settings, access_log_mode
-from components.core.store import store_from_settings
+from components.core.store import Store, store_from_settings
 from components.serving.contract import RequestError
 from components.serving.online import OnlineModel, ServingOptions
 
@@ -164,17 +164,19 @@ class PredictionService:
             api_key=settings.serve_api_key,
             body_timeout_s=settings.serve_body_timeout_s,
         )
+        store = store_from_settings(settings) if settings.capture else None
         options = ServingOptions(
             max_records=settings.serve_max_records,
             flag_unknown_categories=settings.serve_flag_unknown_categories,
             id_secret=settings.prediction_id_secret.encode()
             if settings.prediction_id_secret
             else None,
+            id_store=store,
         )
         self.online = OnlineModel.open(self.model_ref.path, options=options)
         if settings.capture:
             # Built from the spec of the model just verified, not from a second read.
-            self.online.capture = _capture(settings, self.online.spec)
+            self.online.capture = _capture(store, settings, self.online.spec)
             self.online.capture.start()
         api.state.online = self.online
         online = self.online
@@ -190,10 +192,10 @@ class PredictionService:
         self.online.close()
 
 
-def _capture(settings: Settings, spec: ProblemSpec) -> Capture:
+def _capture(store: Store, settings: Settings, spec: ProblemSpec) -> Capture:
     worker = f"{socket.gethostname()}-{os.getpid()}"
     return Capture(
-        store_from_settings(settings),
+        store,
         spec,
         worker_id=worker,
         config=CaptureConfig(flush_interval_s=settings.capture_flush_s),

@@ -136,6 +136,11 @@ def feedback(problem: str, prediction_id: str) -> str:
     return f"feedback/{problem}/{prediction_id}.json"
 
 
+def prediction_id_secret(problem: str) -> str:
+    """The problem's prediction-id key: created once, kept across model versions."""
+    return f"secrets/{problem}/prediction-ids.key"
+
+
 # ------------------------------------------------------------------ rejections
 # The rows the service refused, counted by minute and reason (components.capture.rejections):
 # one small create-only object per worker, flush and hour, beside the captures and laid out

@@ -30,9 +30,10 @@ from components.capture.chunks import FeatureMatrix
 from components.capture.feedback import FeedbackConflictError
 from components.capture.rejections import BODY
 from components.core.problem import ProblemSpec
+from components.core.store import Store
 from components.model import training
 from components.serving.contract import Predictor, RequestError, Scored, Validator
-from components.serving.ids import PredictionIds
+from components.serving.ids import PredictionIds, problem_secret
 
 
 class ModelFilesError(RuntimeError):
@@ -43,7 +44,10 @@ class ModelFilesError(RuntimeError):
 class ServingOptions:
     max_records: int = 1000
     flag_unknown_categories: bool = False
-    id_secret: bytes | None = None  # None: derived from the model, stable across workers
+    id_secret: bytes | None = None  # an explicit secret (settings), else the store's
+    # The store holding the problem's prediction-id secret (keys.prediction_id_secret);
+    # None and no id_secret: a secret derived from the model (ids die with the version).
+    id_store: Store | None = None
 
 
 class OnlineModel:
@@ -88,7 +92,7 @@ class OnlineModel:
         metadata = _verified_metadata(folder)
         spec = ProblemSpec.model_validate_json((folder / "problem.json").read_bytes())
         booster = training.load_model((folder / "model.ubj").read_bytes(), nthread=nthread)
-        ids = PredictionIds(options.id_secret or _derived_secret(metadata))
+        ids = _prediction_ids(options, spec, metadata)
         predictor = Predictor(
             spec,
             booster,
@@ -170,8 +174,9 @@ class OnlineModel:
         if not self.ids.issued(item.prediction_id):
             raise RequestError(
                 404,
-                f"unknown prediction id {item.prediction_id!r}: it was "
-                "not issued by this deployment",
+                f"unknown prediction id {item.prediction_id!r}: it was not issued for "
+                f"problem '{self.spec.name}' here (ids from a model version served before "
+                "the problem's id secret existed are recognised only by that version)",
             )
         if self.capture is None:
             raise RequestError(503, "feedback is not stored: capture is off in this service")
@@ -274,6 +279,19 @@ def _verified_metadata(folder: Path) -> dict:
             f"{folder}: refusing to serve a tampered or incomplete model: " + "; ".join(problems)
         )
     return metadata
+
+
+def _prediction_ids(options: ServingOptions, spec: ProblemSpec, metadata: dict) -> PredictionIds:
+    """Ids under the explicit secret, else the problem's secret in the store, else one
+    derived from the model. Ids this model issued under its derived secret (before the
+    problem had one) are still recognised."""
+    derived = _derived_secret(metadata)
+    if options.id_secret:
+        return PredictionIds(options.id_secret, also_accepted=(derived,))
+    if options.id_store is not None:
+        secret = problem_secret(options.id_store, spec.name)
+        return PredictionIds(secret, also_accepted=(derived,))
+    return PredictionIds(derived)
 
 
 def _derived_secret(metadata: dict) -> bytes:
