@@ -71,13 +71,19 @@ class Alert(BaseModel):
         """One line: severity, problem, condition and title."""
         return f"[{self.severity.upper()}] {self.problem}: {self.condition}: {self.title}"
 
+    def window(self) -> str | None:
+        """The window as "<start> to <end>" (ISO 8601, "?" for a missing end), or None."""
+        if not (self.window_start or self.window_end):
+            return None
+        start = self.window_start.isoformat() if self.window_start else "?"
+        end = self.window_end.isoformat() if self.window_end else "?"
+        return f"{start} to {end}"
+
     def body(self) -> str:
         """The subject, every reason on its own line, then the window and the report."""
         lines = [self.subject(), *(f"- {reason}" for reason in self.reasons)]
-        if self.window_start or self.window_end:
-            start = self.window_start.isoformat() if self.window_start else "?"
-            end = self.window_end.isoformat() if self.window_end else "?"
-            lines.append(f"window: {start} to {end}")
+        if self.window():
+            lines.append(f"window: {self.window()}")
         if self.report:
             lines.append(f"report: {self.report}")
         return "\n".join(lines)

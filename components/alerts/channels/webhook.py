@@ -113,10 +113,8 @@ def message(alert: Alert) -> dict[str, Any]:
     """The webhook body: the plain text every receiver reads, and Slack blocks."""
     details = [f"• {_escape(reason)}" for reason in alert.reasons] or [_escape(alert.title)]
     context = []
-    if alert.window_start or alert.window_end:
-        start = alert.window_start.isoformat() if alert.window_start else "?"
-        end = alert.window_end.isoformat() if alert.window_end else "?"
-        context.append(f"window {start} to {end}")
+    if alert.window():
+        context.append(f"window {alert.window()}")
     if alert.report:
         context.append(f"report: {_escape(alert.report)}")
     blocks: list[dict[str, Any]] = [
