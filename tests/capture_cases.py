@@ -157,3 +157,12 @@ def matrix_request(ids, names, categories):
     plain[names[0]] = [None, *plain[names[0]][1:]]
     rest = {k: v for k, v in plain.items() if k not in names}
     return plain, rest, FeatureMatrix(matrix, names, categories)
+
+
+def in_threads(target, n: int) -> None:
+    """Run ``target(i)`` in ``n`` threads at once and wait for them all."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -28,6 +28,7 @@ from capture_cases import (
     chunk_keys,
     columns_of,
     features,
+    in_threads,
     record_n,
     wait_until,
 )
@@ -184,11 +185,7 @@ def test_concurrent_records_lose_and_duplicate_nothing(spec, store):
             if i % 25 == 0:
                 capture.flush()  # explicit flushes race with the thread's
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(client, 8)
     capture.close()
     ids = read_captures(store, "churn")["prediction_id"]
     assert len(ids) == 800

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from capture_cases import FAST, T0, Clock, FlakyStore, record_n, wait_until
+from capture_cases import FAST, T0, Clock, FlakyStore, in_threads, record_n, wait_until
 
 from components.capture.buffer import Capture, CaptureConfig
 from components.capture.readers import read_captures
@@ -120,11 +119,7 @@ def test_totals_are_exact_across_flushes_and_threads(spec, store):
             if i % 50 == 0:
                 capture.flush()  # explicit flushes race with the thread's
 
-    threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(client, 8)
     capture.close()
     assert len(rejection_keys(store)) > 1  # several flushes wrote
     frame = read_rejections(store, "churn")
