@@ -32,8 +32,8 @@ class GuardConfig:
     max_body_bytes: int = 1_048_576
     api_key: bytes | None = None
     body_timeout_s: float = 10.0
-    # Told the path of each request refused for its declared size (the service counts
-    # refused predictions as rejections).
+    # Told the path of each request refused as too large, declared or streamed (the
+    # service counts refused predictions as rejections).
     on_too_large: Callable[[str], None] | None = None
 
     def update(self, *, max_body_bytes: int, api_key: str | None, body_timeout_s: float) -> None:
@@ -62,8 +62,7 @@ class Guard:
             return await _reply(send, 401, "missing or wrong API key (header X-API-Key)")
         declared = _content_length(scope)
         if declared is not None and declared > self.config.max_body_bytes:
-            if self.config.on_too_large is not None:
-                self.config.on_too_large(path)
+            self._told_too_large(path)
             return await _reply(send, 413, self._too_large(declared))
         task = asyncio.current_task()
         loop = task.get_loop()
@@ -72,7 +71,9 @@ class Guard:
         if watchdog is None or watchdog.get_loop() is not loop:  # (a test's new loop)
             self._watchdog = loop.create_task(self._watch(loop))
         try:
-            return await self.app(scope, self._limited(receive, task), self._sending(send, task))
+            return await self.app(
+                scope, self._limited(receive, task, path), self._sending(send, task)
+            )
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise
@@ -88,7 +89,11 @@ class Guard:
             self._reading.pop(task, None)
             self._expired.discard(task)  # answered 408 above, or by the app itself
 
-    def _limited(self, receive, task):
+    def _told_too_large(self, path: str) -> None:
+        if self.config.on_too_large is not None:
+            self.config.on_too_large(path)
+
+    def _limited(self, receive, task, path: str):
         """Count bytes of a body sent without (or with a false) Content-Length, and take the
         request off the deadline once its body is complete."""
         seen = 0
@@ -99,6 +104,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.config.max_body_bytes:
+                    self._told_too_large(path)
                     raise BodyTooLargeError(self._too_large(seen))
                 if not message.get("more_body", False):
                     self._reading.pop(task, None)

@@ -80,9 +80,7 @@ async def _call(request: Request, method: str) -> Response:
         return _json(getattr(_online(request), method)(await request.body()))
     except RequestError as exc:
         return _json(exc.body(), exc.status)
-    except BodyTooLargeError as exc:
-        if method == "predict":
-            _online(request).record_too_large()  # a rejection (capture counts them)
+    except BodyTooLargeError as exc:  # counted as a rejection by the guard's on_too_large
         return _json({"error": str(exc), "detail": []}, 413)
 
 
@@ -179,12 +177,15 @@ class PredictionService:
             self.online.capture = _capture(store, settings, self.online.spec)
             self.online.capture.start()
         api.state.online = self.online
-        online = self.online
-        guard.on_too_large = lambda path: path.endswith("/predict") and online.record_too_large()
+        guard.on_too_large = self._too_large
         # What is alive now (modules, the model, the request model) lives as long as the
         # worker: frozen out of the garbage collector's sight, so that full collections scan
         # only what requests leave, not the whole heap.
         gc.freeze()
+
+    def _too_large(self, path: str) -> None:
+        if path.endswith("/predict"):
+            self.online.record_too_large()  # a refused prediction: a rejection
 
     @bentoml.on_shutdown
     def close(self) -> None:
