@@ -27,7 +27,12 @@ from components.core.problem import ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
 from components.model.registry import Registry
-from components.monitoring.monitor import MonitoringReport, monitor_window, monitored_windows
+from components.monitoring.monitor import (
+    MonitoringReport,
+    champion_references,
+    monitor_window,
+    monitored_windows,
+)
 from components.monitoring.notify import alerts_of
 from components.monitoring.profile_job import profile_captures
 from flows.alerting import build_channels
@@ -92,13 +97,13 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     windows = closed_windows(store, spec, now, since)
     if params.window is not None:
         windows = [s for s in windows if s == since]
-    registry = Registry(store, spec.name)
+    references = champion_references(Registry(store, spec.name), spec) if windows else None
     settings = Settings()
     alert_spec = with_settings_channels(spec.alerts, settings.alert_channels)
     channels = build_channels(alert_spec, settings) if windows else []
     done = []
     for start in windows:
-        report, page = monitor_window(store, registry, spec, start)
+        report, page = monitor_window(store, references, spec, start)
         logger.info("window %s: %s %s", start.isoformat(), report.status, report.reasons)
         _publish(spec, report, store.uri(page))
         results = dispatch_alerts(

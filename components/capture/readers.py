@@ -31,7 +31,7 @@ def read_captures(
     hi = as_utc(end) if end is not None else None
     wanted = None if columns is None else list(dict.fromkeys([CAPTURED_AT, *columns]))
     tables = [
-        _read_chunk(store.get_bytes(key), wanted) for key in capture_keys(store, problem, lo, hi)
+        read_chunk(store.get_bytes(key), wanted) for key in capture_keys(store, problem, lo, hi)
     ]
     if not tables:
         return pd.DataFrame({name: [] for name in (wanted or BASE_COLUMNS)})
@@ -39,7 +39,7 @@ def read_captures(
     return frame.sort_values(CAPTURED_AT, kind="stable").reset_index(drop=True)
 
 
-def _read_chunk(data: bytes, columns: list[str] | None) -> pa.Table:
+def read_chunk(data: bytes, columns: list[str] | None) -> pa.Table:
     """A chunk's table, of ``columns`` where given (those an older chunk lacks are left out:
     they read as null once the tables are concatenated)."""
     parquet = pq.ParquetFile(pa.BufferReader(data))

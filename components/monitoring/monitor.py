@@ -135,13 +135,9 @@ def assess_window(
     """Every check on ``window``, the verdict and the report (pure)."""
     answered = window_rows(window.sketches, spec)
     rejected = window.rejected.rows if window.rejected else 0
-    reasons = sorted(
-        (
-            (f"{f}: {c}", n)
-            for (f, c), n in (window.rejected.reasons if window.rejected else {}).items()
-        ),
-        key=lambda item: -item[1],
-    )
+    # Already ranked, the most frequent first.
+    ranked = window.rejected.reasons if window.rejected else {}
+    reasons = [(f"{field_}: {check}", n) for (field_, check), n in ranked.items()]
     findings: list[Finding] = [
         *feature_drift(references.features, window.sketches, spec),
         *(data_quality(window.sketches, references.features, spec) if window.sketches else []),
@@ -233,8 +229,7 @@ def _labelled(
     joined = captured.loc[labelled, ["prediction_id", "captured_at", column]].merge(
         observed, on="prediction_id"
     )
-    epoch = pd.Timestamp(0, tz="UTC")
-    joined["window"] = epoch + ((joined["captured_at"] - epoch) // width) * width
+    joined["window"] = joined["captured_at"].dt.floor(width)  # windows align on the epoch
     windows = []
     for moment, rows in joined.groupby("window", sort=True):
         windows.append(
@@ -287,15 +282,14 @@ def report_history(store: Store, problem: str) -> list[MonitoringReport]:
 
 def monitor_window(
     store: Store,
-    registry: Registry,
+    references: References,
     spec: ProblemSpec,
     start: datetime,
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> tuple[MonitoringReport, str]:
     """Gather, assess and store one window's report and its page; returns the report with
-    the page's key."""
-    references = champion_references(registry, spec)
+    the page's key. ``references`` are :func:`champion_references` (read once per run)."""
     report = assess_window(spec, references, gather_window(store, spec, start), now=clock())
     store_report(store, report)
     return report, store_page(store, spec, report)

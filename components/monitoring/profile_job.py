@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from components.capture.chunks import CAPTURED_AT, outputs_of
-from components.capture.readers import capture_keys, within
+from components.capture.readers import capture_keys, read_chunk, within
 from components.capture.windows import as_utc, parse_window, utc_now, window_start
 from components.core import keys
 from components.core.problem import ProblemSpec
@@ -173,11 +172,9 @@ def _profile_new_chunks(
         for start in [s for s in running if s + width <= hour]:
             lease.renew()
             results[start] = _finish_window(store, spec, start, todo[start], running.pop(start))
-        parquet = pq.ParquetFile(pa.BufferReader(store.get_bytes(key)))
-        present = [c for c in (CAPTURED_AT, *names) if c in parquet.schema_arrow.names]
         # ids and flags are not profiled; dictionaries are decoded by Arrow, far cheaper
         # than pandas categoricals that the profile would convert back to values.
-        chunk = _decoded(parquet.read(columns=present)).to_pandas()
+        chunk = _decoded(read_chunk(store.get_bytes(key), [CAPTURED_AT, *names])).to_pandas()
         for start in windows_of[key]:
             profile = running.setdefault(start, profiling.RunningProfile())
             rows = within(chunk, start, start + width)
