@@ -255,14 +255,7 @@ def store_page(store: Store, spec: ProblemSpec, report: MonitoringReport) -> str
     window in the charts), once; returns its key."""
     from components.monitoring.report_page import render_report_html
 
-    thresholds = spec.monitoring
-    page = render_report_html(
-        report,
-        report_history(store, spec.name),
-        psi_warn=thresholds.drift.psi_warn,
-        psi_alert=thresholds.drift.psi_alert,
-        max_rejection_rate=thresholds.quality.max_rejection_rate,
-    )
+    page = render_report_html(report, report_history(store, spec.name), spec.monitoring)
     key = keys.monitoring_page(spec.name, report.window_start)
     store.put_bytes(key, page.encode(), create_only=True)
     return key

@@ -17,6 +17,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from components.core.problem import MonitoringSpec
 from components.model.model_card import PAGE_CSP, PAGE_CSS, format_value
 from components.monitoring.monitor import MonitoringReport
 
@@ -44,21 +45,18 @@ _PERFORMANCE_NOTE = (
 def chart_pngs(
     report: MonitoringReport,
     history: list[MonitoringReport],
-    *,
-    psi_warn: float = 0.10,
-    psi_alert: float = 0.25,
-    max_rejection_rate: float = 0.005,
+    thresholds: MonitoringSpec = MonitoringSpec(),
 ) -> dict[str, bytes]:
     """The page's charts as PNG bytes by file name: psi.png (this window's PSI per feature
     against the warn and alert levels), rejections.png (the refused share of received rows
-    per window of ``history`` up to this report's and of this report, against
-    ``max_rejection_rate``) and
-    performance.png (the primary metric per labelled window with its interval, and each
-    window's estimate). Thresholds default to the problem spec's defaults."""
+    per window of ``history`` up to this report's and of this report, against the maximum
+    rejection rate) and performance.png (the primary metric per labelled window with its
+    interval, and each window's estimate). ``thresholds``: the problem's monitoring section."""
     windows = _windows(report, history)
+    drift = thresholds.drift
     return {
-        "psi.png": _psi_chart(report.psi(), psi_warn, psi_alert),
-        "rejections.png": _rejection_chart(windows, max_rejection_rate),
+        "psi.png": _psi_chart(report.psi(), drift.psi_warn, drift.psi_alert),
+        "rejections.png": _rejection_chart(windows, thresholds.quality.max_rejection_rate),
         "performance.png": _performance_chart(report.performance, windows),
     }
 
@@ -66,21 +64,12 @@ def chart_pngs(
 def render_report_html(
     report: MonitoringReport,
     history: list[MonitoringReport],
-    *,
-    psi_warn: float = 0.10,
-    psi_alert: float = 0.25,
-    max_rejection_rate: float = 0.005,
+    thresholds: MonitoringSpec = MonitoringSpec(),
 ) -> str:
     """The report as one self-contained HTML page: the window's header and status, every
     reason, every finding, and the charts of :func:`chart_pngs` as data: URIs; no scripts
     and no external URLs."""
-    charts = chart_pngs(
-        report,
-        history,
-        psi_warn=psi_warn,
-        psi_alert=psi_alert,
-        max_rejection_rate=max_rejection_rate,
-    )
+    charts = chart_pngs(report, history, thresholds)
     title = f"Monitoring report: {report.problem}, window of {_when(report.window_start)}"
     reasons = _html_list(report.reasons, "(none: every check passed)")
     metric = report.performance.get("metric")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from components.core.problem import MonitoringSpec
 from components.monitoring.monitor import MonitoringReport
 from components.monitoring.report_page import chart_pngs, render_report_html
 
@@ -157,7 +158,13 @@ def test_thresholds_change_the_charts_but_the_history_may_hold_the_report_itself
     report = make_report()
     default = chart_pngs(report, history())
     assert chart_pngs(report, [*history(), report]) == default
-    moved = chart_pngs(report, history(), psi_warn=0.2, psi_alert=0.5, max_rejection_rate=0.02)
+    moved = chart_pngs(
+        report,
+        history(),
+        MonitoringSpec(
+            drift={"psi_warn": 0.2, "psi_alert": 0.5}, quality={"max_rejection_rate": 0.02}
+        ),
+    )
     assert moved["psi.png"] != default["psi.png"]
     assert moved["rejections.png"] != default["rejections.png"]
     assert moved["performance.png"] == default["performance.png"]
