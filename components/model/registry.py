@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from components.core import keys
@@ -73,6 +74,10 @@ class VersionNotFoundError(RegistryError):
 
 class IntegrityError(RegistryError):
     """A version's file is missing or does not match the checksum and size in its metadata."""
+
+
+class ChampionChangedError(RegistryError):
+    """The champion is no longer the one a promotion was decided against."""
 
 
 class PromotionRefusedError(RegistryError):
@@ -275,9 +280,25 @@ class Registry:
         check_actor(actor)
         return self._update(lambda doc: self._move(doc, name, version, actor, reason))
 
-    def promote(self, version: str, *, actor: str, reason: str) -> HistoryEntry:
-        """Make ``version`` the champion."""
-        return self.set_alias("champion", version, actor=actor, reason=reason)
+    def promote(
+        self, version: str, *, actor: str, reason: str, replacing: str | EllipsisType | None = ...
+    ) -> HistoryEntry:
+        """Make ``version`` the champion. With ``replacing`` (a version, or None for "no
+        champion yet"), only if the champion is still that one when the change is written:
+        ChampionChangedError otherwise, so two runs that each beat the same champion end
+        with one promotion."""
+        check_actor(actor)
+
+        def change(doc: dict[str, Any]) -> tuple[HistoryEntry, bool]:
+            current = doc["aliases"].get("champion")
+            if replacing is not ... and current != replacing:
+                raise ChampionChangedError(
+                    f"not promoting {self._where(version)}: it was compared with champion "
+                    f"{replacing or '(none)'}, and the champion is now {current or '(none)'}"
+                )
+            return self._move(doc, "champion", version, actor, reason)
+
+        return self._update(change)
 
     def rollback(self, *, actor: str, reason: str, to: str | None = None) -> HistoryEntry:
         """Point the champion back to ``to`` or, by default, to the version it pointed at

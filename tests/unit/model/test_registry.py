@@ -499,3 +499,19 @@ def test_metadata_json_is_stable_sorted_json(registry: Registry, store: LocalSto
 
     raw = store.get_bytes("models/churn/versions/v1/metadata.json")
     assert raw == json.dumps(registry.metadata("v1"), indent=2, sort_keys=True).encode()
+
+
+def test_promotion_over_a_champion_that_changed_is_refused(registry: Registry) -> None:
+    from components.model.registry import ChampionChangedError
+
+    v1, v2, v3 = register_many(registry, 3)
+    registry.promote(v1, actor="test", reason="first", replacing=None)
+    # Two challengers that each beat v1: the first to write wins, the second is refused.
+    registry.promote(v2, actor="run-a", reason="beat v1", replacing=v1)
+    with pytest.raises(ChampionChangedError, match=r"compared with champion v1.*now v2"):
+        registry.promote(v3, actor="run-b", reason="beat v1", replacing=v1)
+    assert registry.alias("champion") == v2
+    assert [e.to_version for e in registry.history("champion")] == [v1, v2]
+    # Without ``replacing`` a promotion is unconditional, as before.
+    registry.promote(v3, actor="person", reason="by hand")
+    assert registry.alias("champion") == v3
