@@ -89,7 +89,14 @@ def run_trial(
     nthread: int,
 ) -> tuning.TrialResult:
     result = tuning.run_trial(
-        number, parts.train, parts.validation, spec, params, seed=seed, nthread=nthread
+        number,
+        parts.train,
+        parts.validation,
+        spec,
+        params,
+        seed=seed,
+        nthread=nthread,
+        weights=parts.train_weights(),
     )
     get_run_logger().info(
         "trial %d: %s = %.4f on validation (%d rounds)",
@@ -140,7 +147,13 @@ def train_final(
     parts: training.Split, spec: ProblemSpec, best: training.TrainParams, params: TrainingParams
 ) -> training.TrainedModel:
     model = training.train_model(
-        parts.train, parts.validation, spec, best, seed=params.seed, nthread=params.threads
+        parts.train,
+        parts.validation,
+        spec,
+        best,
+        seed=params.seed,
+        nthread=params.threads,
+        weights=parts.train_weights(),
     )
     get_run_logger().info("final model: %d rounds", model.best_iteration + 1)
     return model

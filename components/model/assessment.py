@@ -38,12 +38,18 @@ class ChampionEvaluation:
 
 
 def evaluate_candidate(
-    parts: training.Split, spec: ProblemSpec, model: training.TrainedModel
+    parts: training.Split,
+    spec: ProblemSpec,
+    model: training.TrainedModel,
+    *,
+    chosen_by: training.TrainedModel | None = None,
 ) -> Evaluation:
-    """Threshold from validation; metrics of the model and the baseline on test; slices."""
+    """Threshold from validation; metrics of the model and the baseline on test; slices.
+    ``chosen_by``: the model whose validation scores choose the threshold, when ``model``
+    was refitted on the validation rows too (by default ``model`` itself)."""
     threshold = None
     if spec.is_classification:
-        scores = training.predict(model.booster, parts.validation, spec)
+        scores = training.predict((chosen_by or model).booster, parts.validation, spec)
         threshold = evaluation.choose_threshold(
             training.target(parts.validation, spec), scores, spec.metric.threshold
         )

@@ -42,13 +42,32 @@ class TrainParams(BaseModel):
 
 
 @dataclass(frozen=True)
+class RecencyWeighting:
+    """Rows weighted by their age at ``as_of``: a row's weight halves every
+    ``half_life_days`` days before it (a row at ``as_of`` or later weighs 1)."""
+
+    column: str
+    half_life_days: float
+    as_of: pd.Timestamp
+
+    def weights(self, frame: pd.DataFrame) -> np.ndarray:
+        age = (self.as_of - frame[self.column]) / pd.Timedelta(days=1)
+        return np.power(0.5, np.clip(age.to_numpy(dtype=float), 0, None) / self.half_life_days)
+
+
+@dataclass(frozen=True)
 class Split:
     """Rows split by event time: every train row is older than every validation row, and
-    every validation row older than every test row."""
+    every validation row older than every test row. With ``weighting``, training weighs
+    each train row by it (validation and test rows are measured unweighted)."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    weighting: RecencyWeighting | None = None
+
+    def train_weights(self) -> np.ndarray | None:
+        return self.weighting.weights(self.train) if self.weighting else None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -158,11 +177,12 @@ def train_model(
     *,
     seed: int = 42,
     nthread: int = 0,
+    weights: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train with early stopping on the validation rows; return the model cut at its best
-    iteration. nthread 0 means every core."""
+    iteration. nthread 0 means every core; ``weights`` weigh the train rows."""
     booster_params = xgb_params(spec, params, seed=seed, nthread=nthread)
-    dtrain = _matrix(train, spec, params, nthread)
+    dtrain = _matrix(train, spec, params, nthread, weight=weights)
     dvalid = _matrix(validation, spec, params, nthread, ref=dtrain)
     booster = xgb.train(
         booster_params,
@@ -187,16 +207,19 @@ def train_rounds(
     *,
     seed: int = 42,
     nthread: int = 0,
+    weights: np.ndarray | None = None,
 ) -> xgb.Booster:
     """Train exactly `rounds` boosting rounds, without early stopping."""
     booster_params = xgb_params(spec, params, seed=seed, nthread=nthread)
-    return xgb.train(booster_params, _matrix(train, spec, params, nthread), num_boost_round=rounds)
+    matrix = _matrix(train, spec, params, nthread, weight=weights)
+    return xgb.train(booster_params, matrix, num_boost_round=rounds)
 
 
-def _matrix(frame, spec, params, nthread, ref=None) -> xgb.QuantileDMatrix:
+def _matrix(frame, spec, params, nthread, ref=None, weight=None) -> xgb.QuantileDMatrix:
     return xgb.QuantileDMatrix(
         features(frame, spec),
         target(frame, spec),
+        weight=weight,
         enable_categorical=True,
         max_bin=params.max_bin,
         nthread=nthread,

@@ -66,9 +66,13 @@ def run_trial(
     *,
     seed: int,
     nthread: int,
+    weights=None,
 ) -> TrialResult:
-    """Train with these parameters and score the primary metric on the validation rows."""
-    model = train_model(train, validation, spec, params, seed=seed, nthread=nthread)
+    """Train with these parameters (``weights`` weigh the train rows) and score the primary
+    metric on the validation rows."""
+    model = train_model(
+        train, validation, spec, params, seed=seed, nthread=nthread, weights=weights
+    )
     scores = metrics_for(
         spec, target(validation, spec), predict(model.booster, validation, spec), 0.5
     )
