@@ -239,3 +239,25 @@ def monitoring_report_start(key: str) -> datetime | None:
     if m is None:
         return None
     return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ retraining
+# One record per retraining run (components.retraining.history): started, then its outcome.
+
+_RETRAINING_RUN = re.compile(r"^retraining/[^/]+/runs/(\d{8}T\d{6}Z)-[^/]+\.json$")
+
+
+def retraining_runs_prefix(problem: str) -> str:
+    return f"retraining/{problem}/runs/"
+
+
+def retraining_run(problem: str, started_at: datetime, run_id: str) -> str:
+    return f"{retraining_runs_prefix(problem)}{_utc(started_at):{_COMPACT}}-{run_id}.json"
+
+
+def retraining_run_start(key: str) -> datetime | None:
+    """The start time of a retraining run's key; None for any other key."""
+    m = _RETRAINING_RUN.search(key)
+    if m is None:
+        return None
+    return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC)

@@ -168,6 +168,24 @@ class MonitoringSpec(_Strict):
     performance: PerformanceSpec = PerformanceSpec()
 
 
+class TrainingDataSpec(_Strict):
+    """What a retraining trains on: the reference snapshot's rows and the labelled
+    production rows, of the most recent ``window_days`` (None: all), each weighted by its
+    age (halved every ``recency_half_life_days``; None: equal weights)."""
+
+    window_days: float | None = Field(None, gt=0)
+    recency_half_life_days: float | None = Field(None, gt=0)
+    holdout_min_rows: int = Field(1000, ge=1)  # the held-out recent windows hold at least this
+
+
+class ShadowSpec(_Strict):
+    """Limits on how far the challenger's answers on the last window's traffic may move from
+    the champion's before promotion is blocked (None: reported, never blocking)."""
+
+    max_changed_labels: float | None = Field(None, ge=0, le=1)  # share of rows
+    max_mean_shift: float | None = Field(None, ge=0)  # |mean score change|
+
+
 class RetrainingSpec(_Strict):
     on_drift_alert: bool = True
     on_performance_alert: bool = True
@@ -175,6 +193,8 @@ class RetrainingSpec(_Strict):
     min_new_labels: int = Field(1000, ge=0)
     cooldown_hours: float = Field(24, ge=0)
     max_per_week: int = Field(3, ge=1)
+    training_data: TrainingDataSpec = TrainingDataSpec()
+    shadow: ShadowSpec = ShadowSpec()
 
     @field_validator("schedule")
     @classmethod

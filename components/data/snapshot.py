@@ -21,6 +21,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,10 @@ class SnapshotManifest(BaseModel):
     quarantine_key: str | None
     validation_key: str | None
     created_at: str
+    # A snapshot made by retraining: where its rows came from (the parent snapshot, the
+    # capture windows and labels used, the row counts of each) and its held-out rows.
+    lineage: dict[str, Any] | None = None
+    holdout_key: str | None = None
 
 
 def content_id(frame: pd.DataFrame, schema_version: int = 1) -> str:
@@ -100,8 +105,11 @@ def write_snapshot(
     validation_key: str | None,
     snapshot_id: str | None = None,
     now: datetime | None = None,
+    lineage: dict[str, Any] | None = None,
+    holdout: pd.DataFrame | None = None,
 ) -> SnapshotManifest:
     """Write data, profile and manifest (create-only), then point LATEST at the snapshot.
+    ``lineage`` and the ``holdout`` rows (of a retraining) are recorded with it.
 
     Writing the same snapshot again is a no-op that returns the manifest already stored.
     """
@@ -119,8 +127,17 @@ def write_snapshot(
         _put_once(store, key("data.parquet"), data)
         _put_once(store, key("profile.bin"), profile)
         manifest = _manifest(spec, valid, snapshot_id, source, data, quarantined_rows, now)
+        holdout_key = None
+        if holdout is not None:
+            holdout_key = key("holdout.parquet")
+            _put_once(store, holdout_key, to_parquet_bytes(holdout))
         manifest = manifest.model_copy(
-            update={"quarantine_key": quarantine_key, "validation_key": validation_key}
+            update={
+                "quarantine_key": quarantine_key,
+                "validation_key": validation_key,
+                "lineage": lineage,
+                "holdout_key": holdout_key,
+            }
         )
         _put_once(store, key("manifest.json"), manifest.model_dump_json(indent=2).encode())
         existing = manifest
@@ -144,6 +161,14 @@ def read_snapshot(store: Store, problem: str, snapshot_id: str) -> pd.DataFrame:
     data = store.get_bytes(manifest.data_key)
     _check_data(store, manifest, hashlib.sha256(data).hexdigest())
     return pd.read_parquet(io.BytesIO(data))
+
+
+def read_holdout(store: Store, problem: str, snapshot_id: str) -> pd.DataFrame | None:
+    """The rows a retraining snapshot held out, or None when it has none."""
+    manifest = read_manifest(store, problem, snapshot_id)
+    if manifest.holdout_key is None:
+        return None
+    return pd.read_parquet(io.BytesIO(store.get_bytes(manifest.holdout_key)))
 
 
 def download_snapshot(store: Store, problem: str, snapshot_id: str, path: Path) -> Path:

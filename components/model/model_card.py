@@ -64,6 +64,10 @@ class ModelCard(BaseModel):
     intended_use: str
     limitations: list[str]
     primary_metric: str | None = None  # defaults to cv["metric"]; marks the delta row
+    # A retrained challenger: what its test rows were (the held-out production window),
+    # and the shadow check of its answers on the last window's traffic.
+    evaluated_on: str | None = None
+    shadow: dict[str, Any] | None = None
 
     @property
     def primary(self) -> str | None:
@@ -171,6 +175,16 @@ def _gate_text(card: ModelCard) -> str:
     return "PASSED" if card.gate_passed else "FAILED"
 
 
+def _shadow_rows(card: ModelCard) -> list[list[str]]:
+    """The shadow check's figures (item, value); empty without a shadow check."""
+    figures = {k: v for k, v in (card.shadow or {}).items() if k not in ("passed", "reasons")}
+    return [[k.replace("_", " "), format_value(v, k)] for k, v in figures.items()]
+
+
+def _shadow_lines(card: ModelCard) -> list[str]:
+    return list((card.shadow or {}).get("reasons", []))
+
+
 # --- Markdown -----------------------------------------------------------------------------
 
 
@@ -203,6 +217,11 @@ def render_markdown(card: ModelCard, plot_names: list[str]) -> str:
     lines += ["", "## Cross-validation", "", _cv_text(card), ""]
     lines += ["## Decision threshold", "", _threshold_text(card), ""]
     lines += ["## Slices", "", *_md_table(*_slice_table(card)), ""]
+    if card.evaluated_on:
+        lines += ["## Evaluated on", "", card.evaluated_on, ""]
+    if card.shadow is not None:
+        lines += ["## Shadow check", "", *_md_table(["item", "value"], _shadow_rows(card)), ""]
+        lines += [*_md_list(_shadow_lines(card)), ""]
     lines += ["## Gate decision", "", f"**{_gate_text(card)}**", "", *_md_list(card.gate_reasons)]
     lines += ["", "## Plots", ""]
     lines += [f"![{name}](plots/{name})" for name in plot_names] or ["(none)"]
@@ -266,6 +285,15 @@ def render_html(card: ModelCard, plots: dict[str, bytes]) -> str:
         f"<h2>Cross-validation</h2><p>{_e(_cv_text(card))}</p>",
         f"<h2>Decision threshold</h2><p>{_e(_threshold_text(card))}</p>",
         f"<h2>Slices</h2>{_html_table(*_slice_table(card), numeric_from=2)}",
+        *([f"<h2>Evaluated on</h2><p>{_e(card.evaluated_on)}</p>"] if card.evaluated_on else []),
+        *(
+            [
+                f"<h2>Shadow check</h2>{_html_table(['item', 'value'], _shadow_rows(card))}"
+                f"{_html_list(_shadow_lines(card))}"
+            ]
+            if card.shadow is not None
+            else []
+        ),
         f'<h2>Gate decision</h2><p><span class="badge {badge}">{_gate_text(card)}</span></p>'
         f"{_html_list(card.gate_reasons)}",
         f"<h2>Plots</h2>{_html_plots(plots)}",

@@ -58,6 +58,10 @@ class Candidate:
     cv: dict[str, Any] | None
     evaluation: Evaluation
     champion: ChampionEvaluation | None
+    # A retrained challenger: what its test rows are, and its shadow check (figures and
+    # reasons); both go on the card and in the metadata.
+    evaluated_on: str | None = None
+    shadow: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,8 @@ def _card(
         gate_reasons=decision.reasons,
         intended_use=INTENDED_USE,
         limitations=LIMITATIONS,
+        evaluated_on=candidate.evaluated_on,
+        shadow=candidate.shadow,
     )
 
 
@@ -261,4 +267,6 @@ def _metadata(
         "code_version": code_version,
         "packages": provenance.package_versions(),
         "trials": candidate.trials,
+        "evaluated_on": candidate.evaluated_on,
+        "shadow": candidate.shadow,
     }

@@ -60,6 +60,8 @@ METADATA_KEYS = {
     "code_version",
     "packages",
     "trials",
+    "evaluated_on",
+    "shadow",
 }
 
 
