@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli import data, demo, models, monitoring, serving, training
+from flows.cli import data, demo, models, monitoring, retraining, serving, training
 
 app = typer.Typer(
     help="An MLOps loop on a laptop: data, training, gate, serving, monitoring, retraining.",
@@ -19,5 +19,5 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
-for group in (training, serving, monitoring, demo):
+for group in (training, serving, monitoring, retraining, demo):
     app.add_typer(group.app)
