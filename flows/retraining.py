@@ -309,7 +309,9 @@ def _challenge(
     early = train_final(parts, spec, best, tparams)
     final = refit(parts, spec, best, early, params)
     evaluation = evaluate(parts, spec, final, early)
-    beaten = assessment.evaluate_champion(registry, parts, spec)
+    # The champion this run was started for: if another run replaced it meanwhile, this
+    # one's promotion is refused (superseded), so overlapping runs promote once.
+    beaten = assessment.evaluate_champion(registry, parts, spec, champion)
     verdict = gate.decide_promotion(
         spec, evaluation.metrics, evaluation.baseline, beaten.metrics if beaten else None
     )

@@ -179,3 +179,19 @@ def write_problem(spec: ProblemSpec, folder: Path, **retraining) -> Path:
     path = folder / f"{spec.name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def problem_file(spec: ProblemSpec, folder: Path, **sections) -> Path:
+    """The problem file with sections changed: ``retraining={"shadow": {...}}`` merges into
+    the retraining section (one level deep); alerts go to ``folder / "alerts.jsonl"``."""
+    import yaml
+
+    doc = json.loads(spec.model_dump_json())
+    for name, changes in sections.items():
+        for key, value in changes.items():
+            current = doc[name].get(key)
+            doc[name][key] = {**current, **value} if isinstance(current, dict) else value
+    doc["alerts"] = {"channels": [{"type": "jsonl", "path": str(folder / "alerts.jsonl")}]}
+    path = folder / f"{spec.name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -67,10 +67,11 @@ def evaluate_candidate(
 
 
 def evaluate_champion(
-    registry: Registry, parts: training.Split, spec: ProblemSpec
+    registry: Registry, parts: training.Split, spec: ProblemSpec, version: str | None = None
 ) -> ChampionEvaluation | None:
-    """The current champion on the same test rows, or None when there is no champion."""
-    champion = registry.alias("champion")
+    """The current champion (or ``version``) on the same test rows, or None when there is
+    no champion."""
+    champion = version or registry.alias("champion")
     if champion is None:
         return None
     booster = training.load_model(registry.read_file(champion, "model.ubj"))

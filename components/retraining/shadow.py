@@ -53,7 +53,9 @@ def shadow_compare(
     """The challenger (``booster`` at ``threshold``) on the captured rows of ``traffic``
     that ``champion`` answered, against those answers."""
     column = score_column(spec)
-    served = traffic[(traffic.get("model_version") == champion) & traffic[column].notna()]
+    served = traffic.iloc[:0]
+    if column in traffic and "model_version" in traffic:
+        served = traffic[(traffic["model_version"] == champion) & traffic[column].notna()]
     if served.empty:
         note = f"shadow: no captured traffic answered by {champion} in the last window"
         return ShadowReport(champion, 0, None, None, None, None, None, None, ((True, note),))

@@ -34,7 +34,7 @@ def retrain(
     from components.core.settings import Settings
     from components.core.store import store_from_settings
     from components.model.registry import Registry
-    from components.monitoring.monitor import require_champion
+    from components.monitoring.monitor import NoChampionError, require_champion
     from flows.retraining import RetrainingParams
     from flows.retraining import retrain as run
 
@@ -54,7 +54,7 @@ def retrain(
             actor="mlops retrain",
         )
         result = run(params)
-    except (*_user_errors(), ValueError, LookupError) as exc:
+    except (*_user_errors(), ValueError, NoChampionError) as exc:
         raise _fail(exc) from None
     _print(result)
 

@@ -31,6 +31,7 @@ def _with(spec, **retraining):
 
 
 def test_the_held_out_rows_are_the_test_rows(rows, spec):
+    spec = _with(spec, training_data={"recency_half_life_days": None})
     frame, holdout = rows.iloc[:3000], rows.iloc[3000:]
     parts = challenger.retraining_split(
         frame, holdout, spec, as_of=pd.Timestamp("2026-02-01", tz="UTC")
@@ -117,7 +118,8 @@ def test_changed_answers_are_measured_and_may_block(rows, spec, booster):
     failures = [text for ok, text in report.checks if not ok]
     assert len(failures) == 2 and "at most 5.00%" in failures[0]
     # Without limits the figures are reported and nothing blocks.
-    assert shadow.shadow_compare(spec, traffic, "v1", booster, 0.3).passed
+    free = _with(spec, shadow={"max_changed_labels": None, "max_mean_shift": None})
+    assert shadow.shadow_compare(free, traffic, "v1", booster, 0.3).passed
 
 
 def test_only_the_champions_answers_are_compared(rows, spec, booster):
@@ -140,3 +142,9 @@ def test_the_shadow_check_joins_the_gate(rows, spec, booster):
     assert not shadow.with_shadow(
         failed, shadow.shadow_compare(spec, traffic, "v1", booster, 0.3)
     ).passed
+
+
+def test_a_window_without_captures_has_nothing_to_shadow(spec, booster):
+    empty = pd.DataFrame({"prediction_id": [], "captured_at": [], "model_version": []})
+    report = shadow.shadow_compare(spec, empty, "v1", booster, 0.3)
+    assert report.rows == 0 and report.passed
