@@ -293,18 +293,7 @@ def _challenge(
     """Train the challenger, judge it against the champion and act on the judgement."""
     data = training_data(store, registry, spec, champion, now)
     parts = split(store, spec, data, now)
-    tparams = TrainingParams(
-        problem=params.problem,
-        trials=params.trials,
-        timeout_s=params.timeout_s,
-        concurrency=params.concurrency,
-        trial_threads=params.trial_threads,
-        threads=params.threads,
-        cv_folds=0,
-        seed=params.seed,
-        store=params.store,
-        actor=params.actor,
-    )
+    tparams = _training_params(params)
     best = tune(parts, spec, tparams)
     early = train_final(parts, spec, best, tparams)
     final = refit(parts, spec, best, early, params)
@@ -333,29 +322,50 @@ def _challenge(
     registered = register(registry, store, spec, candidate, decision, tparams)
     publish(spec, registered)
     outcome = promote(registry, registered.version, decision, beaten, params)
-    promoted = outcome == "promoted"
     update: dict[str, Any] = {
         "outcome": outcome,
         "snapshot_id": data.manifest.snapshot_id,
         "version": registered.version,
         "gate_passed": decision.passed,
         "gate_reasons": decision.reasons,
-        "promoted": promoted,
+        "promoted": outcome == "promoted",
         "champion_after": registry.alias("champion"),
         "metrics": evaluation.metrics,
         "champion_metrics": beaten.metrics if beaten else None,
         "shadow": report.to_dict(),
+        **_act(store, spec, params, registered, outcome, decision, beaten, now),
     }
+    return result.model_copy(update=update)
+
+
+def _act(store, spec, params, registered, outcome, decision, beaten, now) -> dict[str, Any]:
+    """Announce the outcome; redeploy a promoted challenger, alert on a refused one."""
+    champion = beaten.version if beaten else None
     payload = {"version": registered.version, "champion": champion, "reasons": decision.reasons}
-    if promoted:
+    if outcome == "promoted":
         _event(EVENT_PROMOTED, spec, payload)
         if params.deploy == "local":
-            update["deployed"] = redeploy(params, registered.version)
+            return {"deployed": redeploy(params, registered.version)}
     elif outcome == "refused":
         _event(EVENT_REFUSED, spec, payload)
-        stays = beaten.version if beaten else None
-        update["alerts"] = alert_refusal(store, spec, registered, stays, decision, now)
-    return result.model_copy(update=update)
+        return {"alerts": alert_refusal(store, spec, registered, champion, decision, now)}
+    return {}
+
+
+def _training_params(params: RetrainingParams) -> TrainingParams:
+    """The tuning and training settings of `mlops train`, from the run's (no CV)."""
+    return TrainingParams(
+        problem=params.problem,
+        trials=params.trials,
+        timeout_s=params.timeout_s,
+        concurrency=params.concurrency,
+        trial_threads=params.trial_threads,
+        threads=params.threads,
+        cv_folds=0,
+        seed=params.seed,
+        store=params.store,
+        actor=params.actor,
+    )
 
 
 def _utc_now() -> datetime:
