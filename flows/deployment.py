@@ -1,8 +1,10 @@
 """Deployment (lifecycle stage 5) as a Prefect flow: wiring only, the work is in
 components/deploy/.
 
-`deploy`: `local` runs the packaged bento as a managed process (start, status, stop);
-`lambda` and `sagemaker` roll an image out with boto3.
+`deploy`: `local` runs the packaged bento as a managed process (start, status, stop, or
+replace: the running server's place taken by the new bento on the same URL, see
+`components.deploy.local.local_replace`); `lambda` and `sagemaker` roll an image out with
+boto3.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from components.core.problem import load_problem
 from components.core.settings import Settings
 from components.core.store import store_from_settings
 from components.deploy.canary import CanaryPolicy
-from components.deploy.local import local_start, local_status, local_stop, state_file
+from components.deploy.local import (
+    local_replace,
+    local_start,
+    local_status,
+    local_stop,
+    state_file,
+)
 from components.model.registry import Registry
 from flows.packaging import PackageParams, package, resolve_version
 from flows.tasks import task
@@ -30,8 +38,10 @@ class DeployParams(BaseModel):
     version: str | None = Field(None, description="Registry version; None: the champion")
     store: str | None = None
     # local
-    action: Literal["start", "status", "stop"] = "start"
-    port: int | None = None
+    action: Literal["start", "status", "stop", "replace"] = "start"
+    port: int | None = Field(
+        None, description="local: None picks a free port; replace: None keeps the old one's"
+    )
     workers: int = Field(2, ge=1)
     state_file: Path | None = Field(
         None, description="local: the server's state; None: <store root>/serve/<problem>.json"
@@ -71,9 +81,8 @@ def deploy_local(params: DeployParams, state: Path, bento: str | None) -> dict[s
     if params.action == "stop":
         server = local_stop(state)
         return {"stopped": server is not None, **(server.model_dump() if server else {})}
-    server = local_start(
-        bento, state, serve=packaging.serve, port=params.port, workers=params.workers
-    )
+    run = local_replace if params.action == "replace" else local_start
+    server = run(bento, state, serve=packaging.serve, port=params.port, workers=params.workers)
     return {"running": True, **server.model_dump()}
 
 
@@ -121,7 +130,7 @@ def deploy(params: DeployParams | None = None) -> dict[str, Any]:
     if params.target == "local":
         state = state_file(spec.name, store=store, path=params.state_file)
         bento = None
-        if params.action == "start":
+        if params.action in ("start", "replace"):
             package_params = PackageParams(
                 problem=params.problem, version=params.version, store=params.store
             )

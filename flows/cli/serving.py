@@ -46,7 +46,9 @@ def package(
 @app.command()
 def deploy(
     target: str = typer.Option("local", help="local | lambda | sagemaker"),
-    action: str = typer.Option("start", help="local only: start | status | stop"),
+    action: str = typer.Option(
+        "start", help="local only: start | status | stop | replace (the running service, same URL)"
+    ),
     version: str | None = typer.Option(None, help="Registry version (default: the champion)."),
     port: int | None = typer.Option(None, help="local: port (default: a free one)."),
     workers: int = typer.Option(2, min=1, help="local: BentoML workers."),
