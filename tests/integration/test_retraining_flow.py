@@ -131,3 +131,27 @@ def test_mlops_retrain_prints_the_decision(store, tmp_path):
     assert empty.exit_code == 2
     assert "error:" in empty.output and "no champion" in empty.output
     assert "Traceback" not in empty.output
+
+
+def test_a_promoted_challenger_replaces_the_running_service(drifted, store, tmp_path):
+    import httpx
+
+    from components.deploy.local import local_status, local_stop
+    from flows.deployment import DeployParams, deploy
+
+    _, now = drifted
+    params = _params(store, tmp_path, now, deploy="local", workers=1, trials=0)
+    state = tmp_path / "serve.json"
+    params = params.model_copy(update={"state_file": state})
+    first = deploy(
+        DeployParams(problem=params.problem, store=params.store, workers=1, state_file=state)
+    )
+    try:
+        assert httpx.get(f"{first['url']}/metadata", timeout=10).json()["version"] == "v1"
+        result = retrain(params)
+        assert result.outcome == "promoted", result.gate_reasons
+        assert result.deployed["url"] == first["url"]
+        assert httpx.get(f"{first['url']}/metadata", timeout=10).json()["version"] == "v2"
+        assert local_status(state).pid == result.deployed["pid"] != first["pid"]
+    finally:
+        local_stop(state)
