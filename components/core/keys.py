@@ -184,10 +184,13 @@ def profile_window(problem: str, start: datetime) -> str:
 
 def profile_window_start(key: str) -> datetime | None:
     """The window start a profile key is filed under; None for any other key."""
-    m = _WINDOW.search(key)
-    if m is None:
-        return None
-    return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC)
+    return _compact_time(_WINDOW, key)
+
+
+def _compact_time(pattern: re.Pattern, key: str) -> datetime | None:
+    """The UTC time (``_COMPACT``, the pattern's first group) in ``key``, or None."""
+    m = pattern.search(key)
+    return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC) if m else None
 
 
 _LEDGER = "chunks="
@@ -224,7 +227,7 @@ def monitoring_prefix(problem: str) -> str:
 
 
 def monitoring_report(problem: str, start: datetime) -> str:
-    return f"{monitoring_prefix(problem)}window={_utc(start):%Y%m%dT%H%M%SZ}.json"
+    return f"{monitoring_prefix(problem)}window={_utc(start):{_COMPACT}}.json"
 
 
 def monitoring_page(problem: str, start: datetime) -> str:
@@ -235,10 +238,7 @@ def monitoring_page(problem: str, start: datetime) -> str:
 
 def monitoring_report_start(key: str) -> datetime | None:
     """The window start of a report's key; None for any other key."""
-    m = _REPORT.search(key)
-    if m is None:
-        return None
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return _compact_time(_REPORT, key)
 
 
 # ------------------------------------------------------------------ retraining
@@ -257,7 +257,4 @@ def retraining_run(problem: str, started_at: datetime, run_id: str) -> str:
 
 def retraining_run_start(key: str) -> datetime | None:
     """The start time of a retraining run's key; None for any other key."""
-    m = _RETRAINING_RUN.search(key)
-    if m is None:
-        return None
-    return datetime.strptime(m.group(1), _COMPACT).replace(tzinfo=UTC)
+    return _compact_time(_RETRAINING_RUN, key)

@@ -40,3 +40,15 @@ def test_the_monitoring_page_sits_beside_its_report_and_is_not_read_as_one():
     assert page.startswith(keys.monitoring_prefix("churn"))
     assert keys.monitoring_report_start(report) == datetime(2026, 1, 2, tzinfo=UTC)
     assert keys.monitoring_report_start(page) is None
+
+
+def test_retraining_run_keys_round_trip():
+    from datetime import UTC, datetime
+
+    from components.core import keys
+
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    key = keys.retraining_run("churn", at, "abc123")
+    assert key.startswith(keys.retraining_runs_prefix("churn"))
+    assert keys.retraining_run_start(key) == at
+    assert keys.retraining_run_start("retraining/churn/runs/notes.txt") is None
