@@ -116,3 +116,21 @@ def test_no_labels_yet_means_the_reference_rows_only(store, spec):
     data = build_snapshot(store, spec, parent, as_of=timeline.now)
     assert data.holdout.empty and data.holdout_windows == []
     assert data.manifest.lineage["rows"]["production"] == 0
+
+
+def test_the_policy_reads_the_champions_windows_runs_and_new_labels(timeline, spec):
+    from components.capture.feedback import read_feedback
+    from components.retraining import history
+
+    store = timeline.store
+    reports = [timeline.monitor_day(i) for i in (0, 1)]
+    later = history.record_run(store, spec.name, timeline.day(4), "b", {"reasons": ["x"]})
+    history.record_run(store, spec.name, timeline.day(2), "a", {"reasons": ["y"]})
+    history.finish_run(store, later, {"outcome": "kept"})
+    inputs = history.policy_inputs(store, timeline.registry(), spec, timeline.champion)
+    assert [s.start for s in inputs.signals] == [r.window_start for r in reports]
+    assert inputs.retrainings == [timeline.day(2), timeline.day(4)]
+    assert store.get_json(later)["outcome"] == "kept"
+    # Every production label arrived after the champion's snapshot was made (day 0).
+    assert inputs.new_labelled_rows == len(read_feedback(store, spec.name)) > 0
+    assert inputs.trained_at == timeline.day(0)
