@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -108,10 +108,6 @@ def score_column(spec: ProblemSpec) -> str:
     return "probability" if spec.is_classification else "value"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def card_status(decision: Decision, promote: bool) -> str:
     """champion when the gate passed and promotion is on, challenger when it passed without
     promotion, rejected when it failed."""
@@ -155,13 +151,14 @@ def register_version(
     decision: Decision,
     *,
     promote: bool,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] | None = None,
 ) -> Registered:
     """Write ``candidate`` as a new version: registered when the gate passed, rejected
-    otherwise (with the failures as the reason). Moving aliases is the caller's next step."""
+    otherwise (with the failures as the reason). Moving aliases is the caller's next step.
+    The card's time is ``clock``'s, by default the registry's."""
     profile = store.get_bytes(keys.snapshot(spec.name, candidate.snapshot_id, "profile.bin"))
     built = build_registration(
-        spec, candidate, decision, profile=profile, promote=promote, now=clock()
+        spec, candidate, decision, profile=profile, promote=promote, now=(clock or registry.now)()
     )
 
     def with_card(version: str) -> dict[str, bytes]:

@@ -436,8 +436,12 @@ class Registry:
 
     # ------------------------------------------------------------------- helpers
 
+    def now(self) -> datetime:
+        """The registry's clock: the time it writes into what it records."""
+        return self._clock()
+
     def _now(self) -> str:
-        return self._clock().isoformat()
+        return self.now().isoformat()
 
     def _file_key(self, version: str, name: str) -> str:
         return keys.model_version(self.problem, version, name)

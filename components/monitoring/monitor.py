@@ -169,10 +169,17 @@ def assess_window(
 
 
 def gather_window(
-    store: Store, spec: ProblemSpec, start: datetime, *, profile_window: str | None = None
+    store: Store,
+    spec: ProblemSpec,
+    start: datetime,
+    *,
+    profile_window: str | None = None,
+    version: str | None = None,
 ) -> WindowInputs:
     """What capture stored about the window starting at ``start`` (of the problem's
-    monitoring width), and the labelled predictions of the windows before it."""
+    monitoring width), and the labelled predictions of the windows before it: only those
+    ``version`` made, when given (after a promotion, the labels that arrive for the old
+    champion's predictions say nothing of the new one)."""
     width = parse_window(spec.monitoring.window)
     end = start + width
     sketches = _window_sketches(store, spec, start, end, profile_window or spec.monitoring.window)
@@ -182,7 +189,8 @@ def gather_window(
     captured = read_captures(
         store, spec.name, history_start, end, columns=["prediction_id", "model_version", column]
     )
-    labelled, unlabelled = _labelled(captured, read_feedback(store, spec.name), spec, start, width)
+    own = captured if version is None else captured[captured["model_version"] == version]
+    labelled, unlabelled = _labelled(own, read_feedback(store, spec.name), spec, start, width)
     current = captured[captured["captured_at"] >= start]
     scores = current[column].to_numpy(dtype=float) if column in current else np.array([])
     served = current["model_version"].value_counts().to_dict() if len(current) else {}
@@ -283,6 +291,7 @@ def monitor_window(
 ) -> tuple[MonitoringReport, str]:
     """Gather, assess and store one window's report and its page; returns the report with
     the page's key. ``references`` are :func:`champion_references` (read once per run)."""
-    report = assess_window(spec, references, gather_window(store, spec, start), now=clock())
+    window = gather_window(store, spec, start, version=references.version)
+    report = assess_window(spec, references, window, now=clock())
     store_report(store, report)
     return report, store_page(store, spec, report)

@@ -94,6 +94,7 @@ def build_snapshot(
         quarantine_key=checked.rows_key,
         validation_key=checked.report_key,
         snapshot_id=_snapshot_id(merged.frame, held.rows, spec),
+        now=as_of,
         lineage=lineage,
         holdout=held.rows,
     )

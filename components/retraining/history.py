@@ -34,22 +34,26 @@ def policy_inputs(
     store: Store, registry: Registry, spec: ProblemSpec, champion: str
 ) -> PolicyInputs:
     """The champion's monitored windows (oldest first), its registration time, the start of
-    every retraining run of the problem, and the labels observed after the champion's
-    training data was cut (its snapshot's lineage ``as_of``, else its creation time)."""
+    every retraining run of the problem, and the labels observed after the later of the
+    champion's training data cut (its snapshot's lineage ``as_of``, else its creation time)
+    and the last run's start."""
     signals = [
-        WindowSignal(report.window_start, report.conditions)
+        WindowSignal(report.window_start, report.conditions, report.created_at)
         for report in report_history(store, spec.name)
         if report.champion == champion
     ]
     entry = next(v for v in registry.versions() if v.version == champion)
     manifest = read_manifest(store, spec.name, registry.metadata(champion)["snapshot_id"])
     cut = pd.Timestamp((manifest.lineage or {}).get("as_of") or manifest.created_at)
+    runs = retraining_starts(store, spec.name)
+    if runs:  # a run used every label observed before it started
+        cut = max(cut, pd.Timestamp(runs[-1]))
     feedback = read_feedback(store, spec.name)
     return PolicyInputs(
         champion=champion,
         signals=signals,
         trained_at=datetime.fromisoformat(entry.created_at),
-        retrainings=retraining_starts(store, spec.name),
+        retrainings=runs,
         new_labelled_rows=int((feedback["observed_at"] > cut).sum()),
     )
 

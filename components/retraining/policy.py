@@ -24,11 +24,13 @@ QUALITY = "quality-failed"
 
 @dataclass(frozen=True)
 class WindowSignal:
-    """What monitoring said of one window: its start and the alert-level conditions raised,
-    each with its reasons (a MonitoringReport's ``window_start`` and ``conditions``)."""
+    """What monitoring said of one window: its start, the alert-level conditions raised,
+    each with its reasons, and when it was judged (a MonitoringReport's ``window_start``,
+    ``conditions`` and ``created_at``; None: unknown, always counted)."""
 
     start: datetime
     conditions: dict[str, list[str]] = field(default_factory=dict)
+    judged_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,20 @@ def decide(
 ) -> Decision:
     """Whether to retrain now.
 
-    ``signals`` are the monitored windows since the champion was promoted, oldest first;
-    ``trained_at`` is when the champion was trained (the schedule counts from it);
-    ``retrainings`` when earlier retraining runs of the problem started; ``requested`` the
-    reason of a retraining asked for by hand (it skips the cooldown and the cap, not the
-    wait for clean data).
+    ``signals`` are the champion's monitored windows, oldest first; ``trained_at`` is when
+    the champion was trained; ``retrainings`` when earlier retraining runs of the problem
+    started; ``new_labelled_rows`` the labels that arrived since the later of the champion's
+    training data and the last run; ``requested`` the reason of a retraining asked for by
+    hand (it skips the cooldown and the cap, not the wait for clean data).
+
+    Whatever asks is counted from the later of ``trained_at`` and the last run: a run
+    answers the alerts judged and the schedule's firings before it, whether its challenger
+    was promoted or refused, so a refused challenger is not retried every day on the same
+    evidence. A window judged after it (the champion still degraded) asks again.
     """
-    reasons = _asked(policy, signals, trained_at, new_labelled_rows, now)
+    last = max([trained_at, *(t for t in retrainings if t <= now)])
+    fresh = [s for s in signals if s.judged_at is None or s.judged_at > last]
+    reasons = _asked(policy, fresh, last, new_labelled_rows, now)
     if requested:
         reasons.insert(0, f"asked by hand: {requested}")
     blocked = _blockers(policy, signals, retrainings, now, by_hand=bool(requested))
@@ -75,7 +84,7 @@ def decide(
 def _asked(
     policy: RetrainingSpec,
     signals: Sequence[WindowSignal],
-    trained_at: datetime,
+    since: datetime,
     new_labelled_rows: int,
     now: datetime,
 ) -> list[str]:
@@ -91,13 +100,13 @@ def _asked(
                 f"{condition} in the window of {latest.start:%Y-%m-%d %H:%M}: "
                 + "; ".join(latest.conditions[condition])
             )
-    due = schedule_due(policy.schedule, trained_at, now)
+    due = schedule_due(policy.schedule, since, now)
     if due is not None:
         reasons.append(f"scheduled ({policy.schedule}): due since {due:%Y-%m-%d %H:%M}")
     if policy.min_new_labels and new_labelled_rows >= policy.min_new_labels:
         reasons.append(
-            f"{new_labelled_rows} new labelled rows since the champion's training data "
-            f"(at least {policy.min_new_labels})"
+            f"{new_labelled_rows} new labelled rows since the champion's training data or "
+            f"the last retraining (at least {policy.min_new_labels})"
         )
     return reasons
 
@@ -133,12 +142,12 @@ def _blockers(
     return blocked
 
 
-def schedule_due(schedule: str | None, trained_at: datetime, now: datetime) -> datetime | None:
-    """The latest time the cron ``schedule`` fired after ``trained_at`` and by ``now``, or
-    None (no schedule, or it has not fired since)."""
+def schedule_due(schedule: str | None, since: datetime, now: datetime) -> datetime | None:
+    """The latest time the cron ``schedule`` fired after ``since`` and by ``now``, or None
+    (no schedule, or it has not fired since)."""
     if not schedule:
         return None
     from cronsim import CronSim
 
     fired = next(CronSim(schedule, now, reverse=True))
-    return fired if trained_at < fired <= now else None
+    return fired if since < fired <= now else None

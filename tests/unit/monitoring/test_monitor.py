@@ -121,3 +121,16 @@ def test_rejections_count_in_the_window(references, spec, store, traffic):
         next(f for f in report.findings if f["check"] == "rejections")["value"],
         40 / (40 + len(rows)),
     )
+
+
+def test_performance_is_judged_on_the_champions_own_predictions(traffic, spec, store):
+    day = START + 6 * DAY
+    rows = traffic[traffic["event_time"].dt.floor("D") == day]
+    ids = capture_day(store, spec, rows, day)  # answered by v1
+    for pid, label in zip(ids, rows["churned"], strict=True):
+        record_feedback(store, spec, pid, int(label))
+    assert gather_window(store, spec, day).labelled[0].y.size == len(rows)
+    assert gather_window(store, spec, day, version="v1").labelled[0].y.size == len(rows)
+    # A new champion: the labels of v1's predictions are not its performance.
+    successor = gather_window(store, spec, day, version="v2")
+    assert successor.labelled == [] and len(successor.scores) == len(rows)

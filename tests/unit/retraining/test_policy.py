@@ -128,3 +128,24 @@ def test_every_reason_is_kept():
 def test_a_bad_schedule_is_refused_in_the_problem_file():
     with pytest.raises(ValueError, match="not a cron expression"):
         RetrainingSpec(schedule="every monday")
+
+
+def test_a_run_answers_the_alerts_judged_before_it():
+    judged = NOW - timedelta(hours=20)
+    alert = WindowSignal(judged.replace(hour=0), {"drift-detected": ["plan: PSI 0.4"]}, judged)
+    ran = NOW - timedelta(hours=10)  # a retraining after that window was judged
+    quiet = RetrainingSpec(schedule=None, min_new_labels=0, cooldown_hours=0)
+    assert not run([alert], policy=quiet, retrainings=[ran]).retrain
+    # Judged after the run (the champion still drifted): it asks again.
+    again = WindowSignal(NOW.replace(hour=0), {"drift-detected": ["plan: PSI 0.5"]}, NOW)
+    decision = run([alert, again], policy=quiet, retrainings=[ran])
+    assert decision.retrain and "PSI 0.5" in decision.reasons[0]
+
+
+def test_the_schedule_counts_from_the_last_run():
+    weekly = RetrainingSpec(schedule="0 3 * * 3", min_new_labels=0, cooldown_hours=0)  # Wednesdays
+    assert run(policy=weekly).retrain  # fired Wed 2026-12-02 03:00, after TRAINED
+    after_firing = datetime(2026, 12, 2, 4, tzinfo=UTC)
+    assert not run(policy=weekly, retrainings=[after_firing]).retrain
+    before_firing = datetime(2026, 12, 2, 2, tzinfo=UTC)
+    assert run(policy=weekly, retrainings=[before_firing]).retrain
