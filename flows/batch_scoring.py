@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field, model_validator
@@ -32,7 +33,7 @@ from components.data.snapshot import download_snapshot
 from components.model.registry import Registry
 from components.serving import batch as scoring
 from components.serving.contract import Predictor, Validator
-from flows.tasks import task
+from flows.tasks import retry_on, task
 
 
 class BatchScoringParams(BaseModel):
@@ -82,7 +83,9 @@ def load_predictor(store: Store, spec: ProblemSpec, version: str | None) -> Pred
     return predictor
 
 
-@task
+# Only fetches (to a temp folder, so a second try starts clean). botocore retries each call;
+# this outlasts a longer network outage. Missing objects and refused access fail at once.
+@task(retries=2, retry_delay_seconds=30, retry_condition_fn=retry_on(BotoCoreError))
 def fetch_input(
     store: Store, spec: ProblemSpec, params: BatchScoringParams, settings: Settings, folder: Path
 ) -> ScoringInput:

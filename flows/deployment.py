@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError
 from prefect import flow
 from pydantic import BaseModel, Field
 
@@ -19,6 +20,7 @@ from bentos import packaging
 from components.core.problem import load_problem
 from components.core.settings import Settings
 from components.core.store import store_from_settings
+from components.deploy.base import DeployError
 from components.deploy.canary import CanaryPolicy
 from components.deploy.local import (
     local_replace,
@@ -29,7 +31,12 @@ from components.deploy.local import (
 )
 from components.model.registry import Registry
 from flows.packaging import PackageParams, package, resolve_version
-from flows.tasks import task
+from flows.tasks import retry_on, task
+
+# AWS failures worth a second try: DeployError (a throttled call, an endpoint still
+# updating) and botocore's connection errors once its own retries ran out. A ValueError is
+# the caller's mistake and fails at once.
+_AWS_TRANSIENT = retry_on(DeployError, BotoCoreError)
 
 
 class DeployParams(BaseModel):
@@ -86,7 +93,11 @@ def deploy_local(params: DeployParams, state: Path, bento: str | None) -> dict[s
     return {"running": True, **server.model_dump()}
 
 
-@task
+# No timeout: Prefect's timeout interrupts with a BaseException, which would skip the
+# canary's rollback and leave the alias splitting traffic; the waits inside are bounded
+# (Lambda's update polls, the canary's max wait). A retry after a failed watch (rolled back
+# first) deploys the same image again, which publishes no new version.
+@task(retries=1, retry_delay_seconds=60, retry_condition_fn=_AWS_TRANSIENT)
 def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict[str, Any]:
     from components.deploy.aws_lambda import LambdaTarget, deploy_lambda
 
@@ -102,7 +113,8 @@ def deploy_to_lambda(params: DeployParams, settings: Settings) -> dict[str, Any]
     return deploy_lambda(*clients, target, params.image_uri, policy=params.canary).as_dict()
 
 
-@task
+# Safe to retry: models and endpoint configs are named by content and reused.
+@task(retries=2, retry_delay_seconds=60, timeout_seconds=600, retry_condition_fn=_AWS_TRANSIENT)
 def deploy_to_sagemaker(params: DeployParams, settings: Settings, version: str) -> dict[str, Any]:
     from components.deploy.sagemaker import SageMakerTarget, deploy_sagemaker
 

@@ -5,25 +5,30 @@ Idempotent: a window's report is written once; running again monitors only the w
 that closed since. Each report's verdict becomes a Prefect Markdown and table artifact, and
 each condition it raises (drift detected, performance degraded, data quality failed) a
 Prefect event on the resource ``mlops.model.<problem>`` with the reasons and the window,
-which a deployment trigger can start retraining from.
+which a deployment trigger can start retraining from. The resource's labels name the
+problem file and the store the run used (``mlops.problem``, ``mlops.store``), so that the
+retraining it starts (infra/prefect.yaml) works on the same model.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from components.alerts.alert import Alert
 from components.alerts.build import with_settings_channels
-from components.alerts.dispatch import dispatch_alerts
+from components.alerts.channels.base import Channel
+from components.alerts.dispatch import DeliveryResult, dispatch_alerts
 from components.capture.readers import capture_keys
 from components.capture.windows import parse_window, window_start
 from components.core import keys
-from components.core.problem import ProblemSpec, load_problem
+from components.core.problem import AlertSpec, ProblemSpec, load_problem
 from components.core.settings import Settings
 from components.core.store import Store, store_from_settings
 from components.model.registry import Registry
@@ -34,8 +39,9 @@ from components.monitoring.monitor import (
     monitored_windows,
 )
 from components.monitoring.notify import alerts_of
-from components.monitoring.profile_job import profile_captures
+from components.monitoring.profile_job import ProfileJobBusyError, profile_captures
 from flows.alerting import build_channels
+from flows.tasks import retry_on, task
 
 EVENTS = {
     "drift-detected": "mlops.model.drift-detected",
@@ -65,6 +71,16 @@ def alert_state_path(store: Store) -> Path:
     return Path(root) / "alerts" / "state.json" if root else Path(".mlops") / "alerts-state.json"
 
 
+def model_resource(spec: ProblemSpec, problem: Path, store: Store) -> dict[str, str]:
+    """The Prefect resource of the problem's model: its id, and the problem file and store
+    this run read, as labels a deployment trigger can pass on to the run it starts."""
+    return {
+        "prefect.resource.id": f"mlops.model.{spec.name}",
+        "mlops.problem": str(problem),
+        "mlops.store": store.url,
+    }
+
+
 def closed_windows(
     store: Store, spec: ProblemSpec, now: datetime, since: datetime | None = None
 ) -> list[datetime]:
@@ -84,6 +100,23 @@ def _day(value: date | None) -> datetime | None:
     return datetime(value.year, value.month, value.day, tzinfo=UTC) if value else None
 
 
+@task(retries=2, retry_delay_seconds=60, retry_condition_fn=retry_on(ProfileJobBusyError))
+def profile_new(store: Store, spec: ProblemSpec, since: datetime | None) -> None:
+    """Profile the captures no run has profiled yet. A scheduled profile-captures run holds
+    the problem's lease for a few seconds: wait for it rather than fail the monitoring."""
+    profile_captures(store, spec, window=spec.monitoring.window, since=since)
+
+
+# No retries: dispatch_alerts already retries each channel and returns a failed delivery
+# as a result, and a second try would resend what the first delivered. The timeout bounds
+# a channel without a timeout of its own (a Prefect notification block).
+@task(timeout_seconds=120)
+def send_alerts(
+    alerts: list[Alert], channels: list[Channel], alert_spec: AlertSpec, store: Store
+) -> list[DeliveryResult]:
+    return dispatch_alerts(alerts, channels, alert_spec, state_path=alert_state_path(store))
+
+
 @flow(name="monitor")
 def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     """Profile new captures, then monitor every closed window not monitored yet."""
@@ -93,7 +126,7 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     store = store_from_settings(Settings(), params.store)
     now = datetime.now(UTC)
     since = _day(params.window) or _day(params.since)
-    profile_captures(store, spec, window=spec.monitoring.window, since=since)
+    profile_new(store, spec, since)
     windows = closed_windows(store, spec, now, since)
     if params.window is not None:
         windows = [s for s in windows if s == since]
@@ -105,13 +138,8 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     for start in windows:
         report, page = monitor_window(store, references, spec, start)
         logger.info("window %s: %s %s", start.isoformat(), report.status, report.reasons)
-        _publish(spec, report, store.uri(page))
-        results = dispatch_alerts(
-            alerts_of(report, store.uri(page)),
-            channels,
-            alert_spec,
-            state_path=alert_state_path(store),
-        )
+        _publish(spec, report, store.uri(page), model_resource(spec, params.problem, store))
+        results = send_alerts(alerts_of(report, store.uri(page)), channels, alert_spec, store)
         for result in results:
             logger.info("alert %s on %s: %s", result.condition, result.channel, result.status)
         done.append(
@@ -122,7 +150,9 @@ def monitor(params: MonitorParams | None = None) -> list[MonitoredWindow]:
     return done
 
 
-def _publish(spec: ProblemSpec, report: MonitoringReport, page: str) -> None:
+def _publish(
+    spec: ProblemSpec, report: MonitoringReport, page: str, resource: dict[str, Any]
+) -> None:
     slug = spec.name.replace("_", "-")
     create_markdown_artifact(
         markdown=to_markdown(report),
@@ -145,7 +175,7 @@ def _publish(spec: ProblemSpec, report: MonitoringReport, page: str) -> None:
     for condition, reasons in report.conditions.items():
         emit_event(
             event=EVENTS[condition],
-            resource={"prefect.resource.id": f"mlops.model.{spec.name}"},
+            resource=resource,
             payload={
                 "reasons": reasons,
                 "window": {

@@ -37,6 +37,7 @@ from components.retraining import challenger, history, policy, shadow
 from components.retraining.dataset import RetrainingData, build_snapshot
 from components.retraining.notify import refused_alert
 from flows.alerting import build_channels
+from flows.limits import exclusive, promotion_limit
 from flows.monitoring import alert_state_path
 from flows.tasks import task
 from flows.training import TrainingParams, publish, register, train_final, tune
@@ -180,23 +181,28 @@ def promote(
 ) -> str:
     """Promote ``version`` if it passed, and only over the champion it was compared with:
     "promoted", "refused" (by the gate or the shadow check) or "superseded" (the champion
-    changed meanwhile, e.g. another run promoted its challenger)."""
+    changed meanwhile, e.g. another run promoted its challenger).
+
+    The registry's compare-and-swap already makes the champion change itself safe; the
+    problem's strict global concurrency limit (one slot) also keeps two promote steps of
+    one model from interleaving their challenger alias and champion moves."""
     logger = get_run_logger()
     if not decision.passed:
         logger.warning("%s not promoted: %s", version, "; ".join(decision.failures))
         return "refused"
-    registry.set_alias("challenger", version, actor=params.actor, reason="passed the gate")
     against = [r for r in decision.reasons if "vs champion" in r or "no champion yet" in r]
-    try:
-        registry.promote(
-            version,
-            actor=params.actor,
-            reason=(against or decision.reasons)[-1],
-            replacing=beaten.version if beaten else None,
-        )
-    except ChampionChangedError as exc:
-        logger.warning("%s", exc)
-        return "superseded"
+    with exclusive(promotion_limit(registry.problem)):
+        registry.set_alias("challenger", version, actor=params.actor, reason="passed the gate")
+        try:
+            registry.promote(
+                version,
+                actor=params.actor,
+                reason=(against or decision.reasons)[-1],
+                replacing=beaten.version if beaten else None,
+            )
+        except ChampionChangedError as exc:
+            logger.warning("%s", exc)
+            return "superseded"
     logger.info("%s is the new champion", version)
     return "promoted"
 
@@ -218,7 +224,7 @@ def redeploy(params: RetrainingParams, version: str) -> dict[str, Any]:
     )
 
 
-@task
+@task(timeout_seconds=120)  # dispatch retries each channel itself; a task retry would resend
 def alert_refusal(
     store: Store,
     spec: ProblemSpec,

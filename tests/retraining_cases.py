@@ -32,7 +32,8 @@ START = date(2026, 1, 1)
 
 @dataclass
 class Timeline:
-    """``history_days`` of history, then ``days`` of production from day index 0."""
+    """``history_days`` of history from ``start``, then ``days`` of production from day
+    index 0."""
 
     store: Store
     spec: ProblemSpec
@@ -43,6 +44,7 @@ class Timeline:
     days: int = 20
     onset: int = 5
     label_delay: int = 3
+    start: date = START
     now: datetime = field(init=False)
     pending: list = field(default_factory=list, init=False)
 
@@ -51,7 +53,7 @@ class Timeline:
         config = datagen.GeneratorConfig(
             rows=self.rows_per_day * total,
             days=total,
-            start=START,
+            start=self.start,
             seed=self.seed,
             scenario=self.scenario,
             drift_day=self.history_days + self.onset,
@@ -63,7 +65,7 @@ class Timeline:
         self.ids = PredictionIds(problem_secret(self.store, self.spec.name))
 
     def day(self, index: int) -> datetime:
-        first = datetime(START.year, START.month, START.day, tzinfo=UTC)
+        first = datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
         return first + timedelta(days=self.history_days + index)
 
     def registry(self) -> Registry:
@@ -151,15 +153,16 @@ class Timeline:
         )
         return report
 
-    def run_days(self, first: int, last: int) -> list:
-        """Serve, label and monitor days ``first`` to ``last`` - 1; the clock ends at the end
-        of the last day."""
+    def run_days(self, first: int, last: int, *, monitor: bool = True) -> list:
+        """Serve, label and (unless ``monitor`` is False) monitor days ``first`` to
+        ``last`` - 1; the clock ends at the end of the last day."""
         reports = []
         for index in range(first, last):
             self.serve_day(index)
             self.now = self.day(index + 1)
             self.record_labels(self.now)
-            reports.append(self.monitor_day(index))
+            if monitor:
+                reports.append(self.monitor_day(index))
         return reports
 
 

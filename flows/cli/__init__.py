@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli import data, demo, models, monitoring, retraining, serving, training
+from flows.cli import (
+    data,
+    demo,
+    models,
+    monitoring,
+    orchestration,
+    retraining,
+    serving,
+    training,
+)
 
 app = typer.Typer(
     help="An MLOps loop on a laptop: data, training, gate, serving, monitoring, retraining.",
@@ -19,5 +28,6 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+app.add_typer(orchestration.app, name="prefect")
 for group in (training, serving, monitoring, retraining, demo):
     app.add_typer(group.app)

@@ -120,6 +120,9 @@ def test_each_closed_day_is_judged_once_with_alerts_and_events(store_dir, tmp_pa
     assert {e.event for e in events} >= {"mlops.model.drift-detected", "mlops.data.quality-failed"}
     drift = next(e for e in events if e.event == "mlops.model.drift-detected")
     assert drift.resource.id == "mlops.model.churn"
+    # Where the model lives, for the retraining the event triggers (infra/prefect.yaml).
+    assert drift.resource["mlops.problem"] == str(CHURN)
+    assert drift.resource["mlops.store"] == store_dir.resolve().as_uri()
     assert isinstance(drift.payload["reasons"], list) and drift.payload["reasons"]
     assert drift.payload["window"]["start"].startswith("2026-11-0")
 
